@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title IDataMarket
+/// @notice A market for encrypted data: owners list datasets or feeds and publish encrypted
+/// versions (CID + key capsule); buyers open paid, consented, time-bounded *data debits*;
+/// a fixed t-of-n committee of key-release gateways watches this contract and anchors the
+/// Merkle roots of its release logs here.
+/// @dev Escrow streams: an Active debit's payment accrues to the listing owner linearly from
+/// `start` to `end`. Invariant: balance == sum of credited balances + sum of unaccrued escrow.
+interface IDataMarket {
+    /// @notice Lifecycle of a data debit. `None` marks an id that was never created.
+    /// "Expired" is not a state: it is `Active` with `block.timestamp >= end`.
+    enum DebitState {
+        None,
+        Requested,
+        Active,
+        Rejected,
+        Cancelled,
+        Revoked
+    }
+
+    /// @notice A listing as the contract enforces it (terms and metadata live in the event).
+    struct Listing {
+        address owner;
+        uint96 pricePerPeriod;
+        uint32 periodSeconds;
+        uint32 versionCount;
+        bool autoApprove;
+        bool open;
+    }
+
+    /// @notice What the contract keeps of a published version.
+    /// @dev `cidDigest` is the first 27 bytes of keccak256(cid); it shares a slot with
+    /// `publishedAt` so that a publish costs one storage slot. The full CID and the
+    /// capsule are in the `VersionPublished` event.
+    struct Version {
+        uint40 publishedAt;
+        bytes27 cidDigest;
+    }
+
+    /// @notice A data debit as seen from outside.
+    /// @dev `start` and `end` are zero until the debit is Active; `duration` is fixed at request.
+    /// `settled` is the escrow already released (earnings claimed by the owner, or refunds);
+    /// the contract still holds `amount - settled` for the debit.
+    struct Debit {
+        uint256 listingId;
+        address buyer;
+        DebitState state;
+        uint64 start;
+        uint64 end;
+        uint64 duration;
+        uint96 amount;
+        uint96 settled;
+    }
+
+    // ---------------------------------------------------------------- errors
+
+    /// @notice No listing has this id.
+    error UnknownListing(uint256 listingId);
+    /// @notice No debit has this id.
+    error UnknownDebit(uint256 debitId);
+    /// @notice The listing has no version with this number.
+    error UnknownVersion(uint256 listingId, uint32 version);
+    /// @notice Only the listing's owner may do this.
+    error NotListingOwner(uint256 listingId, address caller);
+    /// @notice Only the debit's buyer may do this.
+    error NotDebitBuyer(uint256 debitId, address caller);
+    /// @notice Only a committee node may anchor releases.
+    error NotCommitteeNode(address caller);
+    /// @notice The listing does not take new debits.
+    error ListingClosed(uint256 listingId);
+    /// @notice A debit must buy at least one period.
+    error ZeroPeriods();
+    /// @notice A listing's period must last at least one second.
+    error ZeroPeriodSeconds();
+    /// @notice The buyer's X25519 public key must not be zero.
+    error ZeroBuyerKey();
+    /// @notice `msg.value` must equal `pricePerPeriod * periods` exactly.
+    error WrongPayment(uint256 expected, uint256 sent);
+    /// @notice The debit's price does not fit the contract's 96-bit amounts.
+    error PaymentTooLarge(uint256 amount);
+    /// @notice The debit's duration does not fit the contract's 40-bit timestamps.
+    error DurationTooLong(uint256 duration);
+    /// @notice The debit is not in a state that allows this.
+    error InvalidDebitState(uint256 debitId, DebitState state);
+    /// @notice The debit's term has ended.
+    error DebitExpired(uint256 debitId);
+    /// @notice A capsule is exactly 104 bytes: R(32) || nonce(24) || sealed key(48).
+    error MalformedCapsule(uint256 length);
+    /// @notice A CID must be a binary CIDv1 (leading 0x01) of at most 128 bytes.
+    error MalformedCid(uint256 length);
+    /// @notice None of the given debits has anything accrued.
+    error NothingToClaim();
+    /// @notice The caller has no credited balance.
+    error NothingToWithdraw();
+    /// @notice The committee key must not be zero.
+    error ZeroCommitteeKey();
+    /// @notice `nodes` and `shareKeys` must have the same length.
+    error CommitteeLengthMismatch(uint256 nodes, uint256 shareKeys);
+    /// @notice The threshold must satisfy 1 <= threshold <= size <= 255.
+    error InvalidThreshold(uint256 threshold, uint256 size);
+    /// @notice Committee member at this 1-based index has a zero or repeated address, or a zero key.
+    error InvalidCommitteeMember(uint256 index);
+    /// @notice An anchor must cover at least one release and have a non-zero root.
+    error EmptyAnchor();
+
+    // ---------------------------------------------------------------- events
+
+    /// @notice A listing was created.
+    event ListingCreated(
+        uint256 indexed listingId,
+        address indexed owner,
+        uint96 pricePerPeriod,
+        uint32 periodSeconds,
+        bool autoApprove,
+        bytes32 termsHash,
+        string metadataURI
+    );
+    /// @notice A listing's price, approval mode or openness changed.
+    event ListingUpdated(uint256 indexed listingId, uint96 pricePerPeriod, bool autoApprove, bool open);
+    /// @notice A new encrypted version was published; `cid` is the binary CID of the
+    /// ciphertext, `capsule` wraps its data key for the committee.
+    event VersionPublished(uint256 indexed listingId, uint32 indexed version, bytes cid, bytes capsule);
+    /// @notice A buyer paid for a debit. On an auto-approve listing it is Active at once
+    /// (`autoApproved`, with its `start` and `end`); otherwise it awaits the owner's consent.
+    event DebitRequested(
+        uint256 indexed debitId,
+        uint256 indexed listingId,
+        address indexed buyer,
+        uint32 periods,
+        uint96 amount,
+        bytes32 buyerKey,
+        bytes32 purposeHash,
+        bool autoApproved,
+        uint64 start,
+        uint64 end
+    );
+    /// @notice The owner consented; the debit is Active from `start` to `end`.
+    event DebitConsented(uint256 indexed debitId, uint256 indexed listingId, uint64 start, uint64 end);
+    /// @notice The owner rejected a requested debit; `refund` was credited to the buyer.
+    event DebitRejected(uint256 indexed debitId, uint256 indexed listingId, uint96 refund);
+    /// @notice The buyer cancelled a requested debit; `refund` was credited to the buyer.
+    event DebitCancelled(uint256 indexed debitId, uint256 indexed listingId, uint96 refund);
+    /// @notice The owner stopped an active debit; accrued `earned` went to the owner and
+    /// the unaccrued `refund` to the buyer.
+    event DebitRevoked(uint256 indexed debitId, uint256 indexed listingId, uint96 earned, uint96 refund);
+    /// @notice `amount` accrued on a debit was credited to the listing owner.
+    event EarningsClaimed(uint256 indexed debitId, address indexed owner, uint96 amount);
+    /// @notice A credited balance was paid out.
+    event Withdrawn(address indexed account, uint256 amount);
+    /// @notice Committee node `node` anchored the Merkle root of its next `count` releases.
+    event ReleasesAnchored(address indexed node, uint64 indexed seq, bytes32 root, uint32 count);
+
+    // ---------------------------------------------------------------- listings
+
+    /// @notice Create a listing owned by the caller.
+    /// @param pricePerPeriod Price in wei of one period of access.
+    /// @param periodSeconds Length of one period.
+    /// @param autoApprove Whether a paid request is Active at once, without the owner's consent.
+    /// @param termsHash Hash of the terms of use a buyer accepts.
+    /// @param metadataURI Where the listing's public description lives.
+    /// @return listingId The new listing's id (ids start at 1).
+    function createListing(
+        uint96 pricePerPeriod,
+        uint32 periodSeconds,
+        bool autoApprove,
+        bytes32 termsHash,
+        string calldata metadataURI
+    ) external returns (uint256 listingId);
+
+    /// @notice Change a listing's price, approval mode and openness (owner only). Existing
+    /// debits keep the terms they were paid under.
+    function updateListing(uint256 listingId, uint96 pricePerPeriod, bool autoApprove, bool open) external;
+
+    /// @notice Publish the next encrypted version of a listing (owner only).
+    /// @param cid Binary CIDv1 of the ciphertext.
+    /// @param capsule The data key wrapped for the committee (104 bytes).
+    /// @return version The new version's number (versions start at 1).
+    function publishVersion(uint256 listingId, bytes calldata cid, bytes calldata capsule)
+        external
+        returns (uint32 version);
+
+    // ---------------------------------------------------------------- debits
+
+    /// @notice Pay for `periods` periods of access to a listing.
+    /// @param buyerKey The buyer's X25519 public key, to which gateways seal key shares.
+    /// @param purposeHash Hash of the buyer's declared purpose of use.
+    /// @return debitId The new debit's id (ids start at 1).
+    function requestDebit(uint256 listingId, uint32 periods, bytes32 buyerKey, bytes32 purposeHash)
+        external
+        payable
+        returns (uint256 debitId);
+
+    /// @notice Consent to a requested debit (listing owner only); access runs from now.
+    function consent(uint256 debitId) external;
+
+    /// @notice Reject a requested debit (listing owner only); the buyer is refunded.
+    function reject(uint256 debitId) external;
+
+    /// @notice Withdraw a request before the owner answers (buyer only); the buyer is refunded.
+    function cancel(uint256 debitId) external;
+
+    /// @notice Stop an active debit (listing owner only): accrued escrow to the owner, the
+    /// rest back to the buyer.
+    function revoke(uint256 debitId) external;
+
+    /// @notice Credit the caller with what has accrued on each debit (caller must own
+    /// every debit's listing).
+    /// @return total The amount credited.
+    function claim(uint256[] calldata debitIds) external returns (uint256 total);
+
+    /// @notice Pay out the caller's credited balance.
+    function withdraw() external;
+
+    // ---------------------------------------------------------------- committee
+
+    /// @notice Anchor the Merkle root of the caller's next `count` release receipts
+    /// (committee nodes only).
+    /// @return seq The anchor's sequence number for this node (starts at 1).
+    function anchorReleases(bytes32 root, uint32 count) external returns (uint64 seq);
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice Whether the debit's buyer may receive the key of `version` now: the debit is
+    /// Active, not expired, and the version was published at or before the debit's end.
+    function isEntitled(uint256 debitId, uint32 version) external view returns (bool);
+
+    /// @notice The committee fixed at deployment: key Y, threshold t, node addresses and
+    /// share keys Y_i (node i is at array position i - 1).
+    function committee()
+        external
+        view
+        returns (bytes32 committeeKey, uint8 threshold, address[] memory nodes, bytes32[] memory shareKeys);
+
+    /// @notice A listing by id (reverts on an unknown id).
+    function getListing(uint256 listingId) external view returns (Listing memory);
+
+    /// @notice A published version (reverts on an unknown listing or version).
+    function getVersion(uint256 listingId, uint32 version) external view returns (Version memory);
+
+    /// @notice A debit by id (reverts on an unknown id).
+    function getDebit(uint256 debitId) external view returns (Debit memory);
+
+    /// @notice What an Active debit has accrued to its owner and not yet been claimed.
+    function claimable(uint256 debitId) external view returns (uint96);
+
+    /// @notice An account's credited, withdrawable balance.
+    function balanceOf(address account) external view returns (uint256);
+
+    /// @notice Number of listings created so far.
+    function listingCount() external view returns (uint256);
+
+    /// @notice Number of debits requested so far.
+    function debitCount() external view returns (uint256);
+
+    /// @notice Number of anchors a committee node has made so far.
+    function anchorCount(address node) external view returns (uint64);
+}

@@ -1,0 +1,1 @@
+"""The `datadebit` command line."""

@@ -1,0 +1,17 @@
+"""Entry point of the `datadebit` command: composes the sub-command groups."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="datadebit",
+    help="datadebit: a blockchain-anchored data marketplace with encrypted off-chain storage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
