@@ -1,0 +1,1 @@
+"""Project scripts: contract compilation, benchmarks, dev-stack helpers."""
