@@ -1,0 +1,374 @@
+"""A typed client of the DataMarket contract over any web3 provider.
+
+Transactions are signed locally with eth-account keys (a real node holds no keys), so
+the same code drives the in-process eth-tester chain and any JSON-RPC URL. Reverts come
+back as the contract's own custom errors (`marketplace.chain.errors`), a node that does
+not answer as `ChainUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from eth_account.signers.local import LocalAccount
+from eth_typing import BlockIdentifier, ChecksumAddress
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import Web3Exception
+from web3.types import TxReceipt
+
+from marketplace.chain.artifacts import ContractArtifact, load_artifact
+from marketplace.chain.errors import ChainError, ChainUnavailable, ContractRevert, TransactionFailed
+from marketplace.chain.events import (
+    DebitRequested,
+    EarningsClaimed,
+    EventDecoder,
+    EventReader,
+    ForeignLog,
+    ListingCreated,
+    MarketEvent,
+    ReleasesAnchored,
+    VersionPublished,
+    Withdrawn,
+)
+from marketplace.chain.provider import endpoint_name
+from marketplace.chain.reverts import RevertDecoder, revert_data
+from marketplace.chain.types import (
+    Committee,
+    Debit,
+    DebitId,
+    DebitState,
+    Listing,
+    ListingId,
+    Sent,
+    VersionNumber,
+    VersionRecord,
+    Wei,
+)
+
+E = TypeVar("E", bound=MarketEvent)
+
+#: Headroom over the node's gas estimate, so a state change between estimate and
+#: inclusion (another tx in the same block) does not run the transaction out of gas.
+GAS_HEADROOM = 1.2
+
+
+class MarketClient:
+    """One deployed DataMarket: every transaction and view, typed."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        *,
+        artifact: ContractArtifact | None = None,
+        tx_timeout: float = 120.0,
+    ) -> None:
+        self.artifact = artifact or load_artifact()
+        self.w3 = w3
+        self.address: ChecksumAddress = to_checksum_address(address)
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=list(self.artifact.abi))
+        self.decoder = EventDecoder(w3, self.address, self.artifact.abi)
+        self._reverts = RevertDecoder(self.artifact.abi)
+        self._tx_timeout = tx_timeout
+        self._endpoint = endpoint_name(w3)
+        self._chain_id: int | None = None
+
+    # ------------------------------------------------------------ deployment
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        deployer: LocalAccount,
+        committee: Committee,
+        *,
+        artifact: ContractArtifact | None = None,
+    ) -> Sent[MarketClient]:
+        """Deploy a new market for `committee`; the result's value is its client."""
+        artifact = artifact or load_artifact()
+        factory = w3.eth.contract(abi=list(artifact.abi), bytecode=artifact.bytecode)
+        ctor = factory.constructor(
+            committee.committee_key,
+            committee.threshold,
+            list(committee.nodes),
+            list(committee.share_keys),
+        )
+        reverts = RevertDecoder(artifact.abi)
+        receipt = _send(w3, deployer, ctor, 0, reverts, 120.0)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise TransactionFailed(receipt["transactionHash"].hex(), "no contract created")
+        client = cls(w3, address, artifact=artifact)
+        return _sent(client, receipt)
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            with self._translated():
+                self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def events(self, *, confirmations: int = 0, max_block_range: int = 500) -> EventReader:
+        """A reader of this market's events at the given confirmation depth."""
+        return EventReader(
+            self.w3, self.decoder, confirmations=confirmations, max_block_range=max_block_range
+        )
+
+    # ------------------------------------------------------------ listings
+
+    def create_listing(
+        self,
+        owner: LocalAccount,
+        *,
+        price_per_period: int,
+        period_seconds: int,
+        auto_approve: bool,
+        terms_hash: bytes = bytes(32),
+        metadata_uri: str = "",
+    ) -> Sent[ListingId]:
+        fn = self.contract.functions.createListing(
+            price_per_period, period_seconds, auto_approve, terms_hash, metadata_uri
+        )
+        receipt = self._transact(owner, fn)
+        return _sent(self._only(receipt, ListingCreated).listing_id, receipt)
+
+    def update_listing(
+        self,
+        owner: LocalAccount,
+        listing_id: int,
+        *,
+        price_per_period: int,
+        auto_approve: bool,
+        open: bool,
+    ) -> Sent[None]:
+        fn = self.contract.functions.updateListing(
+            listing_id, price_per_period, auto_approve, open
+        )
+        return _sent(None, self._transact(owner, fn))
+
+    def publish_version(
+        self, owner: LocalAccount, listing_id: int, cid: bytes, capsule: bytes
+    ) -> Sent[VersionNumber]:
+        fn = self.contract.functions.publishVersion(listing_id, cid, capsule)
+        receipt = self._transact(owner, fn)
+        return _sent(self._only(receipt, VersionPublished).version, receipt)
+
+    # ------------------------------------------------------------ debits
+
+    def request_debit(
+        self,
+        buyer: LocalAccount,
+        listing_id: int,
+        *,
+        periods: int,
+        buyer_key: bytes,
+        purpose_hash: bytes = bytes(32),
+        value: int | None = None,
+    ) -> Sent[DebitId]:
+        """Pay for `periods` periods; `value` defaults to the listing's exact price."""
+        if value is None:
+            value = self.listing(listing_id).price_per_period * periods
+        fn = self.contract.functions.requestDebit(listing_id, periods, buyer_key, purpose_hash)
+        receipt = self._transact(buyer, fn, value=value)
+        return _sent(self._only(receipt, DebitRequested).debit_id, receipt)
+
+    def consent(self, owner: LocalAccount, debit_id: int) -> Sent[None]:
+        return _sent(None, self._transact(owner, self.contract.functions.consent(debit_id)))
+
+    def reject(self, owner: LocalAccount, debit_id: int) -> Sent[None]:
+        return _sent(None, self._transact(owner, self.contract.functions.reject(debit_id)))
+
+    def cancel(self, buyer: LocalAccount, debit_id: int) -> Sent[None]:
+        return _sent(None, self._transact(buyer, self.contract.functions.cancel(debit_id)))
+
+    def revoke(self, owner: LocalAccount, debit_id: int) -> Sent[None]:
+        return _sent(None, self._transact(owner, self.contract.functions.revoke(debit_id)))
+
+    def claim(self, owner: LocalAccount, debit_ids: Sequence[int]) -> Sent[Wei]:
+        """Credit what accrued on `debit_ids`; the value is the total credited."""
+        receipt = self._transact(owner, self.contract.functions.claim(list(debit_ids)))
+        total = sum(e.amount for e in self._decoded(receipt) if isinstance(e, EarningsClaimed))
+        return _sent(Wei(total), receipt)
+
+    def withdraw(self, account: LocalAccount) -> Sent[Wei]:
+        receipt = self._transact(account, self.contract.functions.withdraw())
+        return _sent(self._only(receipt, Withdrawn).amount, receipt)
+
+    # ------------------------------------------------------------ committee
+
+    def anchor_releases(self, node: LocalAccount, root: bytes, count: int) -> Sent[int]:
+        """Anchor a Merkle root of `count` releases; the value is the anchor's sequence."""
+        receipt = self._transact(node, self.contract.functions.anchorReleases(root, count))
+        return _sent(self._only(receipt, ReleasesAnchored).seq, receipt)
+
+    # ------------------------------------------------------------ views
+
+    def is_entitled(
+        self, debit_id: int, version: int, *, block: BlockIdentifier = "latest"
+    ) -> bool:
+        return bool(self._call(self.contract.functions.isEntitled(debit_id, version), block))
+
+    def committee(self) -> Committee:
+        key, threshold, nodes, share_keys = self._call(self.contract.functions.committee())
+        return Committee(
+            committee_key=bytes(key),
+            threshold=int(threshold),
+            nodes=tuple(to_checksum_address(n) for n in nodes),
+            share_keys=tuple(bytes(k) for k in share_keys),
+        )
+
+    def listing(self, listing_id: int, *, block: BlockIdentifier = "latest") -> Listing:
+        owner, price, period, count, auto, is_open = self._call(
+            self.contract.functions.getListing(listing_id), block
+        )
+        return Listing(
+            listing_id=ListingId(listing_id),
+            owner=to_checksum_address(owner),
+            price_per_period=Wei(price),
+            period_seconds=period,
+            version_count=count,
+            auto_approve=auto,
+            open=is_open,
+        )
+
+    def version(
+        self, listing_id: int, version: int, *, block: BlockIdentifier = "latest"
+    ) -> VersionRecord:
+        published_at, digest = self._call(
+            self.contract.functions.getVersion(listing_id, version), block
+        )
+        return VersionRecord(
+            listing_id=ListingId(listing_id),
+            version=VersionNumber(version),
+            published_at=published_at,
+            cid_digest=bytes(digest),
+        )
+
+    def debit(self, debit_id: int, *, block: BlockIdentifier = "latest") -> Debit:
+        listing_id, buyer, state, start, end, duration, amount, settled = self._call(
+            self.contract.functions.getDebit(debit_id), block
+        )
+        return Debit(
+            debit_id=DebitId(debit_id),
+            listing_id=ListingId(listing_id),
+            buyer=to_checksum_address(buyer),
+            state=DebitState(state),
+            start=start,
+            end=end,
+            duration=duration,
+            amount=Wei(amount),
+            settled=Wei(settled),
+        )
+
+    def claimable(self, debit_id: int) -> Wei:
+        return Wei(self._call(self.contract.functions.claimable(debit_id)))
+
+    def balance_of(self, account: str) -> Wei:
+        return Wei(self._call(self.contract.functions.balanceOf(to_checksum_address(account))))
+
+    def listing_count(self) -> int:
+        return int(self._call(self.contract.functions.listingCount()))
+
+    def debit_count(self) -> int:
+        return int(self._call(self.contract.functions.debitCount()))
+
+    def anchor_count(self, node: str) -> int:
+        return int(self._call(self.contract.functions.anchorCount(to_checksum_address(node))))
+
+    def contract_balance(self, *, block: BlockIdentifier = "latest") -> Wei:
+        """Ether the market holds (escrow plus credited balances)."""
+        with self._translated():
+            return Wei(self.w3.eth.get_balance(self.address, block))
+
+    # ------------------------------------------------------------ plumbing
+
+    def _transact(self, sender: LocalAccount, fn: ContractFunction, value: int = 0) -> TxReceipt:
+        return _send(self.w3, sender, fn, value, self._reverts, self._tx_timeout)
+
+    def _call(self, fn: ContractFunction, block: BlockIdentifier = "latest") -> Any:
+        with self._translated():
+            return fn.call(block_identifier=block)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        with translated_errors(self._reverts, self._endpoint):
+            yield
+
+    def _decoded(self, receipt: TxReceipt) -> list[MarketEvent]:
+        events = []
+        for log in receipt["logs"]:
+            try:
+                events.append(self.decoder.decode(log))
+            except ForeignLog:
+                continue
+        return events
+
+    def _only(self, receipt: TxReceipt, kind: type[E]) -> E:
+        found = [e for e in self._decoded(receipt) if isinstance(e, kind)]
+        if len(found) != 1:
+            raise TransactionFailed(
+                "0x" + bytes(receipt["transactionHash"]).hex(),
+                f"expected one {kind.__name__} event, found {len(found)}",
+            )
+        return found[0]
+
+
+@contextmanager
+def translated_errors(reverts: RevertDecoder, endpoint: str) -> Iterator[None]:
+    """Map backend exceptions to ours: reverts by name, transport failures as unavailable."""
+    try:
+        yield
+    except ContractRevert:
+        raise
+    except OSError as e:  # requests' ConnectionError and Timeout are OSErrors
+        raise ChainUnavailable(endpoint, type(e).__name__) from e
+    except Exception as e:
+        data = revert_data(e)
+        if data is not None:
+            raise reverts.decode(data) from e
+        if "revert" in str(e).lower():
+            raise ContractRevert({"message": str(e)}, name="revert") from e
+        if isinstance(e, Web3Exception):
+            raise ChainError(f"chain node {endpoint} refused the request: {e}") from e
+        raise
+
+
+def _send(
+    w3: Web3,
+    sender: LocalAccount,
+    fn: Any,
+    value: int,
+    reverts: RevertDecoder,
+    timeout: float,
+) -> TxReceipt:
+    """Estimate, sign locally, send and wait; reverts surface at the estimate."""
+    with translated_errors(reverts, endpoint_name(w3)):
+        tx = fn.build_transaction({
+            "from": sender.address,
+            "value": value,
+            "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+        })
+        tx["gas"] = int(tx["gas"] * GAS_HEADROOM)
+        signed = sender.sign_transaction(tx)
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+    if receipt["status"] != 1:
+        raise TransactionFailed("0x" + bytes(tx_hash).hex(), "reverted after inclusion")
+    return receipt
+
+
+T = TypeVar("T")
+
+
+def _sent(value: T, receipt: TxReceipt) -> Sent[T]:
+    return Sent(
+        value=value,
+        tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+        block_number=int(receipt["blockNumber"]),
+        gas_used=int(receipt["gasUsed"]),
+    )

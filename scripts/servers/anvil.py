@@ -1,0 +1,87 @@
+"""Start and stop a real anvil node (npm `@foundry-rs/anvil`) on a free loopback port.
+
+Used by the integration tests and the devstack; no pytest dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+#: anvil's first dev account (its well-known test mnemonic); unlocked and funded.
+CHAIN_ID = 31337
+
+
+class AnvilError(RuntimeError):
+    """anvil is missing, or did not come up."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return bool(json.load(response).get("result"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@contextmanager
+def start_anvil(*, port: int | None = None, startup_timeout: float = 15.0) -> Iterator[str]:
+    """Run anvil until the block exits; yields its JSON-RPC URL."""
+    if not ANVIL.is_file():
+        raise AnvilError(f"anvil not installed at {ANVIL}; run `npm ci` (bash scripts/dev test does)")
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(  # noqa: S603 - fixed binary, our own arguments
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),
+         "--silent"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not _answers(url):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise AnvilError(f"anvil exited with {proc.returncode}: {err[-2000:]}")
+            if time.monotonic() > deadline:
+                raise AnvilError(f"anvil did not answer on {url} within {startup_timeout}s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it lingers."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+        except ProcessLookupError:
+            pass
+    if proc.stderr:
+        proc.stderr.close()
