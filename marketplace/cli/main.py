@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from marketplace.cli.committee_commands import register as register_committee
+
 app = typer.Typer(
     name="datadebit",
     help="datadebit: a blockchain-anchored data marketplace with encrypted off-chain storage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+register_committee(app)
 
 
 def main() -> None:

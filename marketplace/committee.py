@@ -1,0 +1,476 @@
+"""Committee files: one passphrase-encrypted key file per node and the public committee file.
+
+`node-<i>.json` holds node i's index, Ethereum address and share key Y_i in the clear,
+its share s_i under argon2id + secretbox, and its Ethereum key as a standard eth-account
+keystore (so operators can use it with other tools). `committee.json` is what the deploy
+step and buyers read: `{"threshold", "committeeKey", "nodes": [{"index", "address",
+"shareKey", "url"}]}`. The dealer's secret s appears in neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import nacl.exceptions
+import nacl.pwhash
+import nacl.secret
+import nacl.utils
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from eth_utils.address import is_address, to_checksum_address
+
+from marketplace.errors import MarketplaceError
+from marketplace.keyrelease import (
+    CommitteeKeys,
+    DealtCommittee,
+    KeyReleaseError,
+    NodeIndex,
+    NodeShare,
+    Point,
+    SecretScalar,
+    ShareKey,
+    deal,
+)
+
+COMMITTEE_FILE = "committee.json"
+NODE_KEY_FORMAT = "datadebit-node-key/v1"
+_argon2id = nacl.pwhash.argon2id
+
+
+def node_key_file_name(index: int) -> str:
+    return f"node-{index}.json"
+
+
+class KdfStrength(StrEnum):
+    """How hard the passphrase KDFs work: `moderate` in production, `interactive` for tests
+    and demos (fast, weaker against offline guessing)."""
+
+    MODERATE = "moderate"
+    INTERACTIVE = "interactive"
+
+    @property
+    def argon2id_limits(self) -> tuple[int, int]:
+        """(opslimit, memlimit) for libsodium's argon2id."""
+        if self is KdfStrength.MODERATE:
+            return _argon2id.OPSLIMIT_MODERATE, _argon2id.MEMLIMIT_MODERATE
+        return _argon2id.OPSLIMIT_INTERACTIVE, _argon2id.MEMLIMIT_INTERACTIVE
+
+    @property
+    def scrypt_n(self) -> int:
+        """scrypt's N for the Ethereum keystore (eth-account's default for `moderate`)."""
+        return 2**18 if self is KdfStrength.MODERATE else 2**14
+
+
+class CommitteeFileError(MarketplaceError):
+    """Base of failures reading or writing committee files."""
+
+
+class MalformedCommitteeFile(CommitteeFileError, ValueError):
+    """A committee or node key file does not parse or is inconsistent."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class WrongPassphrase(CommitteeFileError):
+    """The passphrase does not decrypt the node key file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: wrong passphrase (the key file does not decrypt)")
+
+
+class CommitteeFilesExist(CommitteeFileError, FileExistsError):
+    """Refusing to overwrite existing committee files (that would orphan deployed keys)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = tuple(paths)
+        names = ", ".join(str(p) for p in self.paths)
+        super().__init__(f"refusing to overwrite existing files: {names}")
+
+
+class EmptyPassphrase(CommitteeFileError, ValueError):
+    def __init__(self) -> None:
+        super().__init__("the passphrase must not be empty")
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeNode:
+    """One entry of `committee.json`; `url` is null until the operator knows it."""
+
+    index: NodeIndex
+    address: ChecksumAddress
+    share_key: Point
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublicCommittee:
+    """The public committee file: what the deploy step puts on-chain, plus node URLs."""
+
+    threshold: int
+    committee_key: Point
+    nodes: tuple[CommitteeNode, ...]
+
+    def keys(self) -> CommitteeKeys:
+        return CommitteeKeys(
+            self.threshold,
+            self.committee_key,
+            tuple(ShareKey(node.index, node.share_key) for node in self.nodes),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "committeeKey": _hex(self.committee_key.to_bytes()),
+            "nodes": [
+                {
+                    "index": node.index,
+                    "address": node.address,
+                    "shareKey": _hex(node.share_key.to_bytes()),
+                    "url": node.url,
+                }
+                for node in self.nodes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path | str = COMMITTEE_FILE) -> PublicCommittee:
+        """Parse and check: points valid, indices 1..n in order, addresses distinct, and
+        the share keys consistent with the committee key."""
+        reader = _Reader(path)
+        obj = reader.obj(data, "committee")
+        raw_nodes = obj.get("nodes")
+        if not isinstance(raw_nodes, list) or not raw_nodes:
+            raise MalformedCommitteeFile(path, "`nodes` must be a non-empty list")
+        nodes = tuple(reader.node(raw, position) for position, raw in enumerate(raw_nodes, 1))
+        if len({node.address for node in nodes}) != len(nodes):
+            raise MalformedCommitteeFile(path, "two nodes share an Ethereum address")
+        committee = cls(
+            threshold=reader.integer(obj, "threshold"),
+            committee_key=reader.point(obj, "committeeKey"),
+            nodes=nodes,
+        )
+        try:
+            committee.keys().check_consistent()
+        except (KeyReleaseError, ValueError) as e:
+            raise MalformedCommitteeFile(path, str(e)) from e
+        return committee
+
+
+@dataclass(frozen=True, slots=True)
+class SealedShareSecret:
+    """s_i under a key derived from the passphrase: argon2id (limits stored) + secretbox."""
+
+    opslimit: int
+    memlimit: int
+    salt: bytes
+    ciphertext: bytes
+
+    @classmethod
+    def seal(
+        cls, secret: SecretScalar, passphrase: str, strength: KdfStrength
+    ) -> SealedShareSecret:
+        opslimit, memlimit = strength.argon2id_limits
+        salt = nacl.utils.random(_argon2id.SALTBYTES)
+        box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
+        return cls(opslimit, memlimit, salt, bytes(box.encrypt(secret.to_secret_bytes())))
+
+    def open(self, passphrase: str, path: Path | str) -> SecretScalar:
+        box = nacl.secret.SecretBox(_derive(passphrase, self.salt, self.opslimit, self.memlimit))
+        try:
+            plain = box.decrypt(self.ciphertext)
+        except nacl.exceptions.CryptoError as e:
+            raise WrongPassphrase(path) from e
+        try:
+            return SecretScalar.from_secret_bytes(plain)
+        except KeyReleaseError as e:
+            raise MalformedCommitteeFile(path, "the decrypted share is not a scalar") from e
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kdf": "argon2id",
+            "opslimit": self.opslimit,
+            "memlimit": self.memlimit,
+            "salt": _hex(self.salt),
+            "cipher": "xsalsa20poly1305",
+            "ciphertext": _hex(self.ciphertext),
+        }
+
+
+def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    if not passphrase:
+        raise EmptyPassphrase()
+    return _argon2id.kdf(
+        nacl.secret.SecretBox.KEY_SIZE,
+        passphrase.encode("utf-8"),
+        salt,
+        opslimit=opslimit,
+        memlimit=memlimit,
+    )
+
+
+class NodeKey:
+    """An unlocked node key file: the node's share and its Ethereum account. Never printed."""
+
+    __slots__ = ("account", "share")
+
+    def __init__(self, share: NodeShare, account: LocalAccount) -> None:
+        self.share = share
+        self.account = account
+
+    @property
+    def index(self) -> NodeIndex:
+        return self.share.index
+
+    @property
+    def address(self) -> ChecksumAddress:
+        return self.account.address
+
+    def __repr__(self) -> str:
+        return f"NodeKey(index={self.index}, address={self.address}, <secret>)"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKeyFile:
+    """A node key file as stored: public fields in the clear, both secrets encrypted."""
+
+    index: NodeIndex
+    address: ChecksumAddress
+    share_key: Point
+    sealed_share: SealedShareSecret
+    keystore: dict[str, Any]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def create(
+        cls,
+        share: NodeShare,
+        account: LocalAccount,
+        passphrase: str,
+        strength: KdfStrength,
+    ) -> NodeKeyFile:
+        if not passphrase:
+            raise EmptyPassphrase()
+        return cls(
+            index=share.index,
+            address=account.address,
+            share_key=share.share_key.point,
+            sealed_share=SealedShareSecret.seal(share.secret, passphrase, strength),
+            keystore=account.encrypt(passphrase, kdf="scrypt", iterations=strength.scrypt_n),
+        )
+
+    def unlock(self, passphrase: str, path: Path | str = "node key file") -> NodeKey:
+        """Decrypt both secrets; check they match the public fields next to them."""
+        secret = self.sealed_share.open(passphrase, path)
+        try:
+            share = NodeShare(ShareKey(self.index, self.share_key), secret)
+        except ValueError as e:
+            raise MalformedCommitteeFile(path, "the share does not match shareKey") from e
+        try:
+            private_key = Account.decrypt(self.keystore, passphrase)
+        except ValueError as e:
+            raise WrongPassphrase(path) from e
+        account: LocalAccount = Account.from_key(private_key)
+        if account.address != self.address:
+            raise MalformedCommitteeFile(path, "the Ethereum key does not match `address`")
+        return NodeKey(share, account)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": NODE_KEY_FORMAT,
+            "index": self.index,
+            "address": self.address,
+            "shareKey": _hex(self.share_key.to_bytes()),
+            "share": self.sealed_share.to_json(),
+            "ethereumKey": self.keystore,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path | str) -> NodeKeyFile:
+        reader = _Reader(path)
+        obj = reader.obj(data, "node key file")
+        if obj.get("format") != NODE_KEY_FORMAT:
+            raise MalformedCommitteeFile(path, f"`format` is not {NODE_KEY_FORMAT!r}")
+        share = reader.obj(obj.get("share"), "share")
+        if share.get("kdf") != "argon2id" or share.get("cipher") != "xsalsa20poly1305":
+            raise MalformedCommitteeFile(path, "share: unsupported kdf or cipher")
+        return cls(
+            index=reader.index(obj),
+            address=reader.address(obj),
+            share_key=reader.point(obj, "shareKey"),
+            sealed_share=SealedShareSecret(
+                opslimit=reader.bounded(share, "opslimit", 1, _argon2id.OPSLIMIT_SENSITIVE),
+                memlimit=reader.bounded(
+                    share, "memlimit", _argon2id.MEMLIMIT_MIN, _argon2id.MEMLIMIT_SENSITIVE
+                ),
+                salt=reader.hex_bytes(share, "salt", _argon2id.SALTBYTES),
+                ciphertext=reader.hex_bytes(share, "ciphertext", None),
+            ),
+            keystore=reader.obj(obj.get("ethereumKey"), "ethereumKey"),
+        )
+
+
+class _Reader:
+    """Typed field access for JSON from a file, raising MalformedCommitteeFile with the path."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+
+    def fail(self, reason: str) -> MalformedCommitteeFile:
+        return MalformedCommitteeFile(self.path, reason)
+
+    def obj(self, value: Any, what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(f"{what} must be a JSON object")
+        return value
+
+    def integer(self, obj: dict[str, Any], key: str) -> int:
+        value = obj.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"`{key}` must be an integer")
+        return value
+
+    def bounded(self, obj: dict[str, Any], key: str, low: int, high: int) -> int:
+        """An integer within limits: a tampered file must not make us allocate 100 GiB."""
+        value = self.integer(obj, key)
+        if not low <= value <= high:
+            raise self.fail(f"`{key}` must be in {low}..{high}")
+        return value
+
+    def index(self, obj: dict[str, Any]) -> NodeIndex:
+        value = self.integer(obj, "index")
+        if not 1 <= value <= 255:
+            raise self.fail("`index` must be in 1..255")
+        return NodeIndex(value)
+
+    def hex_bytes(self, obj: dict[str, Any], key: str, size: int | None) -> bytes:
+        value = obj.get(key)
+        if not isinstance(value, str) or not value.startswith("0x"):
+            raise self.fail(f"`{key}` must be 0x-hex")
+        try:
+            data = bytes.fromhex(value[2:])
+        except ValueError as e:
+            raise self.fail(f"`{key}` must be 0x-hex") from e
+        if size is not None and len(data) != size:
+            raise self.fail(f"`{key}` must be {size} bytes")
+        return data
+
+    def point(self, obj: dict[str, Any], key: str) -> Point:
+        try:
+            return Point.from_bytes(self.hex_bytes(obj, key, Point.SIZE), key)
+        except KeyReleaseError as e:
+            raise self.fail(f"`{key}` is not a valid point") from e
+
+    def address(self, obj: dict[str, Any]) -> ChecksumAddress:
+        value = obj.get("address")
+        if not isinstance(value, str) or not is_address(value):
+            raise self.fail("`address` must be an Ethereum address")
+        return to_checksum_address(value)
+
+    def node(self, raw: Any, position: int) -> CommitteeNode:
+        obj = self.obj(raw, f"node {position}")
+        index = self.index(obj)
+        if index != position:
+            raise self.fail(f"nodes must be listed by index 1..n (found {index} at {position})")
+        url = obj.get("url")
+        is_http = isinstance(url, str) and url.startswith(("http://", "https://"))
+        if url is not None and not is_http:
+            raise self.fail(f"node {index}: `url` must be null or an http(s) URL")
+        return CommitteeNode(index, self.address(obj), self.point(obj, "shareKey"), url)
+
+
+def create_committee(
+    size: int,
+    threshold: int,
+    passphrase: str,
+    *,
+    strength: KdfStrength = KdfStrength.MODERATE,
+    urls: Sequence[str] | None = None,
+) -> tuple[PublicCommittee, tuple[NodeKeyFile, ...]]:
+    """Deal a fresh committee and encrypt each node's secrets; writes nothing."""
+    if not passphrase:
+        raise EmptyPassphrase()
+    if urls is not None and len(urls) != size:
+        raise ValueError(f"{len(urls)} URLs for {size} nodes")
+    dealt: DealtCommittee = deal(size, threshold)
+    accounts: list[LocalAccount] = [Account.create() for _ in dealt.shares]
+    key_files = tuple(
+        NodeKeyFile.create(share, account, passphrase, strength)
+        for share, account in zip(dealt.shares, accounts, strict=True)
+    )
+    public = PublicCommittee(
+        threshold=threshold,
+        committee_key=dealt.keys.committee_key,
+        nodes=tuple(
+            CommitteeNode(f.index, f.address, f.share_key, None if urls is None else urls[i])
+            for i, f in enumerate(key_files)
+        ),
+    )
+    return public, key_files
+
+
+def write_committee(
+    out_dir: Path, public: PublicCommittee, key_files: Sequence[NodeKeyFile]
+) -> tuple[Path, ...]:
+    """Write `committee.json` and `node-<i>.json` (mode 0600); never overwrites a file."""
+    targets = [out_dir / COMMITTEE_FILE] + [
+        out_dir / node_key_file_name(f.index) for f in key_files
+    ]
+    existing = [p for p in targets if p.exists()]
+    if existing:
+        raise CommitteeFilesExist(existing)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_new(targets[0], public.to_json(), mode=0o644)
+    for target, key_file in zip(targets[1:], key_files, strict=True):
+        _write_new(target, key_file.to_json(), mode=0o600)
+    return tuple(targets)
+
+
+def _write_new(path: Path, content: dict[str, Any], *, mode: int) -> None:
+    """Create `path` exclusively (a concurrent writer loses instead of overwriting)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2)
+            handle.write("\n")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MalformedCommitteeFile(path, "not a JSON file") from e
+
+
+def read_public_committee(path: Path) -> PublicCommittee:
+    return PublicCommittee.from_json(_read_json(path), path)
+
+
+def read_node_key_file(path: Path) -> NodeKeyFile:
+    """The public part of a node key file, still locked."""
+    return NodeKeyFile.from_json(_read_json(path), path)
+
+
+def load_node_key(path: Path, passphrase: str) -> NodeKey:
+    """Read and unlock a node key file: the gateway's start-up call."""
+    return read_node_key_file(path).unlock(passphrase, path)
