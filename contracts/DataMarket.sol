@@ -212,7 +212,6 @@ contract DataMarket is IDataMarket, ReentrancyGuardTransient {
         uint96 refund = amount - accrued;
         debit.settled = amount;
         debit.state = DebitState.Revoked;
-        debit.end = uint40(block.timestamp);
         _balances[msg.sender] += earned;
         _balances[debit.buyer] += refund;
         emit DebitRevoked(debitId, listingId, earned, refund);
@@ -295,14 +294,15 @@ contract DataMarket is IDataMarket, ReentrancyGuardTransient {
     /// @inheritdoc IDataMarket
     function getDebit(uint256 debitId) external view returns (Debit memory) {
         StoredDebit storage debit = _existingDebit(debitId);
-        bool requested = debit.state == DebitState.Requested;
+        // Requested, Rejected and Cancelled debits were never Active: `end` holds the duration.
+        bool neverActive = debit.start == 0;
         return Debit({
             listingId: debit.listingId,
             buyer: debit.buyer,
             state: debit.state,
-            start: requested ? 0 : debit.start,
-            end: requested ? 0 : debit.end,
-            duration: requested ? debit.end : debit.end - debit.start,
+            start: neverActive ? 0 : debit.start,
+            end: neverActive ? 0 : debit.end,
+            duration: neverActive ? debit.end : debit.end - debit.start,
             amount: debit.amount,
             settled: debit.settled
         });

@@ -87,7 +87,8 @@ class DevChain:
         """Mine a block `seconds` after the latest one; returns its timestamp."""
         target = self.now() + seconds
         if self._tester is not None:
-            self._tester.time_travel(target)
+            # eth-tester mines its time-travel block one second before the time it is given
+            self._tester.time_travel(target + 1)
         else:
             self._rpc("evm_mine", [target])
         return self.now()
