@@ -19,7 +19,8 @@ from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3._utils.events import get_event_data
 
-from marketplace.chain.errors import ChainError
+from marketplace.chain.errors import ChainError, ChainUnavailable
+from marketplace.chain.provider import endpoint_name
 from marketplace.chain.types import DebitId, ListingId, VersionNumber, Wei
 
 
@@ -252,27 +253,42 @@ class EventReader:
 
     def confirmed_head(self) -> int:
         """The newest block deep enough to act on (-1 while the chain is too short)."""
-        return int(self._w3.eth.block_number) - self.confirmations
+        try:
+            return int(self._w3.eth.block_number) - self.confirmations
+        except OSError as e:
+            raise ChainUnavailable(endpoint_name(self._w3), type(e).__name__) from e
 
     def read(
         self,
         from_block: int,
         to_block: int | None = None,
         kinds: Sequence[EventType] | None = None,
+        indexed: Sequence[bytes | None] = (),
     ) -> list[MarketEvent]:
-        """Events in [from_block, to_block] (default: the confirmed head), in chain order."""
+        """Events in [from_block, to_block] (default: the confirmed head), in chain order.
+
+        `indexed` narrows by the events' indexed arguments, in order, as 32-byte topic
+        values (None = any), e.g. `[debit_id.to_bytes(32, "big")]`.
+        """
         last = self.confirmed_head() if to_block is None else to_block
-        topics = self._decoder.topics(kinds)
+        topics: list[Any] = [self._decoder.topics(kinds)]
+        topics += [None if t is None else "0x" + t.hex() for t in indexed]
         events: list[MarketEvent] = []
         start = max(from_block, 0)
         while start <= last:
             end = min(start + self.max_block_range - 1, last)
-            logs = self._w3.eth.get_logs({
+            logs = self._get_logs({
                 "address": self._decoder.market,
                 "fromBlock": start,
                 "toBlock": end,
-                "topics": [topics],
+                "topics": topics,
             })
             events.extend(self._decoder.decode(log) for log in logs)
             start = end + 1
         return events
+
+    def _get_logs(self, query: Any) -> Any:
+        try:
+            return self._w3.eth.get_logs(query)
+        except OSError as e:
+            raise ChainUnavailable(endpoint_name(self._w3), type(e).__name__) from e

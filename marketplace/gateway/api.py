@@ -1,0 +1,227 @@
+"""The gateway's HTTP API (FastAPI): `POST /v1/keys`, `GET /v1/releases`,
+`GET /v1/health`, `GET /v1/committee`. Wire format: DESIGN §5.
+
+Every refusal is JSON `{"code", "message"}` with a stable code; `ERROR_STATUS` is the one
+table that maps them to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from marketplace.chain.errors import ChainError, ChainUnavailable
+from marketplace.eip712 import (
+    InvalidTypedMessage,
+    KeyRequest,
+    MalformedSignature,
+    signature_from_hex,
+)
+from marketplace.gateway.releaser import ReleaseRefused
+from marketplace.gateway.service import GatewayService
+
+ERROR_STATUS: dict[str, int] = {
+    "malformed": 422,
+    "bad_signature": 401,
+    "wrong_signer": 403,
+    "expired": 401,
+    "expiry_too_far": 401,
+    "nonce_reused": 409,
+    "unknown_debit": 404,
+    "unknown_version": 404,
+    "not_entitled": 403,
+    "chain_unavailable": 503,
+}
+
+_HEX32 = r"^0x[0-9a-fA-F]{64}$"
+_HEX65 = r"^0x[0-9a-fA-F]{130}$"
+
+
+class KeyRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    debitId: StrictInt = Field(ge=0, lt=2**256)
+    version: StrictInt = Field(ge=1, lt=2**32)
+    expiry: StrictInt = Field(ge=0, lt=2**64)
+    nonce: str = Field(pattern=_HEX32)
+
+
+class KeysBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request: KeyRequestBody
+    signature: str = Field(pattern=_HEX65)
+
+
+class ReceiptBody(BaseModel):
+    debitId: int
+    version: int
+    node: int
+    sealedShareHash: str
+    block: int
+
+
+class KeysResponse(BaseModel):
+    node: int
+    debitId: int
+    version: int
+    sealedShare: str = Field(description="base64 of SealedBox(buyerKey, share)")
+    receipt: ReceiptBody
+    receiptSignature: str
+
+
+class ReleaseEntry(BaseModel):
+    seq: int
+    receipt: ReceiptBody
+    receiptSignature: str
+
+
+class AnchorEntry(BaseModel):
+    anchorSeq: int
+    firstSeq: int
+    lastSeq: int
+    root: str
+    txHash: str
+
+
+class ReleasesResponse(BaseModel):
+    node: int
+    address: str
+    releases: list[ReleaseEntry]
+    anchors: list[AnchorEntry]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+def error_response(code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=ERROR_STATUS[code])
+
+
+def _service(request: Request) -> GatewayService:
+    service: GatewayService = request.app.state.service
+    return service
+
+
+Service = Annotated[GatewayService, Depends(_service)]
+
+
+def create_app(service: GatewayService, *, run_background: bool = True) -> FastAPI:
+    """The node's app; with `run_background` its loop runs for the app's lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_background:
+            service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title=f"datadebit gateway node {service.node.index}",
+        version="1",
+        lifespan=lifespan,
+        responses={code_status: {"model": ErrorBody} for code_status in (401, 403, 404, 409, 503)},
+    )
+    app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response("malformed", f"{where or 'body'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(ReleaseRefused)
+    async def _refused(_: Request, exc: ReleaseRefused) -> JSONResponse:
+        return error_response(exc.code, exc.message)
+
+    @app.exception_handler(ChainUnavailable)
+    async def _chain_down(_: Request, exc: ChainUnavailable) -> JSONResponse:
+        return error_response("chain_unavailable", "the chain node does not answer")
+
+    @app.exception_handler(ChainError)
+    async def _chain_error(_: Request, exc: ChainError) -> JSONResponse:
+        return error_response("chain_unavailable", "the chain node refused a read")
+
+    @app.post("/v1/keys", response_model=KeysResponse)
+    def post_keys(body: KeysBody, svc: Service) -> KeysResponse | JSONResponse:
+        """Release this node's sealed share of a version key to an entitled buyer."""
+        try:
+            request = KeyRequest.from_message(body.request.model_dump())
+            signature = signature_from_hex(body.signature)
+        except InvalidTypedMessage as e:
+            return error_response("malformed", str(e))
+        except MalformedSignature as e:
+            return error_response("bad_signature", str(e))
+        signed = svc.releaser.handle(request, signature)
+        release = signed.release
+        return KeysResponse(
+            node=release.node,
+            debitId=release.debit_id,
+            version=release.version,
+            sealedShare=base64.b64encode(release.sealed_share).decode(),
+            receipt=ReceiptBody(**signed.receipt.to_message()),
+            receiptSignature="0x" + release.signature.hex(),
+        )
+
+    @app.get("/v1/releases", response_model=ReleasesResponse)
+    def get_releases(
+        svc: Service, after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    ) -> ReleasesResponse:
+        """The node's signed release receipts after `after`, and its anchors."""
+        releases = svc.state.releases_after(after, limit)
+        return ReleasesResponse(
+            node=svc.node.index,
+            address=svc.node.account.address,
+            releases=[
+                ReleaseEntry(
+                    seq=r.seq,
+                    receipt=ReceiptBody(**svc.releaser.receipt_of(r).to_message()),
+                    receiptSignature="0x" + r.signature.hex(),
+                )
+                for r in releases
+            ],
+            anchors=[
+                AnchorEntry(
+                    anchorSeq=a.anchor_seq, firstSeq=a.first_seq, lastSeq=a.last_seq,
+                    root="0x" + a.root.hex(), txHash=a.tx_hash,
+                )
+                for a in svc.state.anchors()
+            ],
+        )
+
+    @app.get("/v1/health")
+    def health(svc: Service) -> JSONResponse:
+        """Liveness and lag: 200 when the chain answers, 503 otherwise."""
+        cursor = svc.state.cursor()
+        body: dict[str, Any] = {
+            "node": svc.node.index,
+            "address": svc.node.account.address,
+            "market": svc.market.address,
+            "cursor": cursor.block_number if cursor else None,
+        }
+        try:
+            head = svc.watcher.reader.confirmed_head()
+        except ChainError:
+            return JSONResponse({**body, "status": "degraded", "chain": "unavailable"}, 503)
+        lag = head - cursor.block_number if cursor else head + 1
+        return JSONResponse({**body, "status": "ok", "confirmedHead": head, "lag": lag})
+
+    @app.get("/v1/committee")
+    def committee(svc: Service) -> dict[str, Any]:
+        """The public committee file: threshold, committee key, nodes with share keys."""
+        return svc.committee_document()
+
+    return app
+

@@ -1,0 +1,136 @@
+"""One small SQL connection for gateway state: SQLite by default, Postgres by URL.
+
+The same SQL runs on both (portable types, `ON CONFLICT DO NOTHING`); statements are
+written with `?` placeholders and rewritten for psycopg. Every write runs inside
+`transaction()`, so a crash leaves either all of a step's effects or none of them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from marketplace.errors import MarketplaceError
+
+Row = tuple[Any, ...]
+
+
+class StateStoreError(MarketplaceError):
+    """The gateway's state database could not be opened or used."""
+
+
+class Tx(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+
+class Database(Protocol):
+    def transaction(self) -> Any: ...  # a context manager yielding a Tx
+    def close(self) -> None: ...
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, tuple(params))
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = self._conn.execute(sql, tuple(params)).fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in self._conn.execute(sql, tuple(params)).fetchall()]
+
+
+class SqliteDatabase:
+    """A file (or `:memory:`) database in WAL mode, shared by the gateway's threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            self._conn = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as e:
+            raise StateStoreError(f"cannot open gateway state at {self.path}: {e}") from e
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _PostgresTx:
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._cur.execute(_pg(sql), tuple(params))
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self._cur.execute(_pg(sql), tuple(params))
+        row = self._cur.fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._cur.execute(_pg(sql), tuple(params))
+        return [tuple(r) for r in self._cur.fetchall()]
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class PostgresDatabase:
+    """Gateway state in Postgres, for a replicated deployment (needs `psycopg`)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg  # noqa: PLC0415 - optional dependency, only for Postgres URLs
+        except ImportError as e:
+            raise StateStoreError(
+                "a Postgres state URL needs psycopg: pip install 'datadebit[postgres]'"
+            ) from e
+        try:
+            self._conn = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as e:
+            raise StateStoreError(f"cannot connect to Postgres: {type(e).__name__}") from e
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            yield _PostgresTx(cur)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
+    """`postgresql://...` opens Postgres; `sqlite:///path`, a path or `:memory:` SQLite."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return PostgresDatabase(url)
+    if url.startswith("sqlite:///"):
+        url = url.removeprefix("sqlite:///")
+    return SqliteDatabase(url)

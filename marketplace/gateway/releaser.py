@@ -1,0 +1,276 @@
+"""One gateway node's key release: check a wallet-signed request, then hand out this
+node's sealed share with a signed receipt, only while the debit is entitled at the
+confirmed head.
+
+A (debit, version) is released once: the first release is appended to the log with a
+receipt naming the block its entitlement was checked at; later requests by the same
+buyer get the same sealed share and receipt back, but only after passing every check
+again (a revoked debit gets nothing more).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from marketplace.chain.errors import UnknownDebit, UnknownVersion
+from marketplace.chain.events import DebitConsented, DebitRequested, MarketEvent, VersionPublished
+from marketplace.chain.market import MarketClient
+from marketplace.eip712 import (
+    Eip712Domain,
+    KeyRequest,
+    MalformedSignature,
+    ReleaseReceipt,
+    recover_signer,
+    sign,
+)
+from marketplace.errors import MarketplaceError
+from marketplace.gateway.state import GatewayState, IndexedDebit, IndexedVersion, Release
+from marketplace.gateway.watcher import ChainWatcher
+from marketplace.keyrelease.buyer_key import BuyerPublicKey
+from marketplace.keyrelease.capsule import Capsule
+from marketplace.keyrelease.keys import NodeShare
+from marketplace.keyrelease.share import make_sealed_share
+
+log = logging.getLogger(__name__)
+
+#: A request may not be valid for longer than this (DESIGN §5).
+MAX_EXPIRY_AHEAD = 600
+
+
+class ReleaseRefused(MarketplaceError):
+    """A key request this node will not serve; `code` is the stable wire code."""
+
+    code = "refused"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class BadSignature(ReleaseRefused):
+    code = "bad_signature"
+
+
+class WrongSigner(ReleaseRefused):
+    code = "wrong_signer"
+
+
+class RequestExpired(ReleaseRefused):
+    code = "expired"
+
+
+class ExpiryTooFar(ReleaseRefused):
+    code = "expiry_too_far"
+
+
+class NonceReused(ReleaseRefused):
+    code = "nonce_reused"
+
+
+class UnknownDebitRequested(ReleaseRefused):
+    code = "unknown_debit"
+
+
+class UnknownVersionRequested(ReleaseRefused):
+    code = "unknown_version"
+
+
+class NotEntitled(ReleaseRefused):
+    code = "not_entitled"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """What a node holds: its share s_i (with Y_i) and its Ethereum key for receipts."""
+
+    share: NodeShare
+    account: LocalAccount
+
+    @property
+    def index(self) -> int:
+        return int(self.share.index)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRelease:
+    release: Release
+    receipt: ReleaseReceipt
+
+
+class KeyReleaser:
+    """Serves `POST /v1/keys` for one node and prepares shares ahead on chain events."""
+
+    def __init__(
+        self,
+        market: MarketClient,
+        state: GatewayState,
+        watcher: ChainWatcher,
+        node: NodeIdentity,
+        *,
+        now: Callable[[], float] = time.time,
+        head_ttl: float = 0.0,
+    ) -> None:
+        self.market = market
+        self.state = state
+        self.watcher = watcher
+        self.node = node
+        self.domain = Eip712Domain(market.chain_id, market.address)
+        self._now = now
+        self._head_ttl = head_ttl
+        self._head: tuple[float, int] | None = None
+        self._entitled: dict[tuple[int, int], bool] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ the request path
+
+    def handle(self, request: KeyRequest, signature: bytes) -> SignedRelease:
+        """Check everything DESIGN §5 lists, then release (or re-serve) this node's share."""
+        now = int(self._now())
+        if request.expiry <= now:
+            raise RequestExpired(f"request expired at {request.expiry} (now {now})")
+        if request.expiry > now + MAX_EXPIRY_AHEAD:
+            raise ExpiryTooFar(f"expiry may be at most {MAX_EXPIRY_AHEAD} s ahead")
+        try:
+            signer = recover_signer(self.domain, request, signature)
+        except MalformedSignature as e:
+            raise BadSignature(str(e)) from e
+        debit = self._debit(request.debit_id)
+        if signer.lower() != debit.buyer.lower():
+            raise WrongSigner(f"request signed by {signer}, not by the debit's buyer")
+        if not self.state.use_nonce(signer, request.nonce, request.expiry, now):
+            raise NonceReused("this nonce was used before")
+        version = self._version(debit.listing_id, request.version)
+        block = self.confirmed_head()
+        if not self.entitled(debit.debit_id, version.version, block):
+            raise NotEntitled(
+                f"debit {debit.debit_id} is not entitled to version {version.version} "
+                f"at block {block}"
+            )
+        release = self.state.release_for(debit.debit_id, version.version)
+        if release is None:
+            sealed = self.state.prepared(debit.debit_id, version.version)
+            if sealed is None:
+                sealed = self._seal(debit, version)
+            release = self.state.append_release(
+                debit.debit_id,
+                version.version,
+                lambda seq: self._signed(seq, debit.debit_id, version.version, sealed, block),
+            )
+            log.info(
+                "released share for debit %d version %d (seq %d, block %d)",
+                debit.debit_id, version.version, release.seq, block,
+            )
+        return SignedRelease(release, self.receipt_of(release))
+
+    def receipt_of(self, release: Release) -> ReleaseReceipt:
+        return ReleaseReceipt(
+            release.debit_id, release.version, release.node, release.sealed_share_hash,
+            release.block,
+        )
+
+    # ------------------------------------------------------------ ahead-of-time shares
+
+    def on_event(self, event: MarketEvent) -> None:
+        """Watcher callback: prepare shares as soon as a (buyer, version) is entitled."""
+        if isinstance(event, DebitRequested) and not event.auto_approved:
+            return
+        pairs: list[tuple[IndexedDebit, IndexedVersion]] = []
+        if isinstance(event, DebitRequested | DebitConsented):
+            debit = self.state.debit(event.debit_id)
+            if debit is not None:
+                pairs = [(debit, v) for v in self.state.versions_of_listing(event.listing_id)]
+        elif isinstance(event, VersionPublished):
+            version = self.state.version(event.listing_id, event.version)
+            if version is not None:
+                pairs = [(d, version) for d in self.state.debits_of_listing(event.listing_id)]
+        block = self.confirmed_head() if pairs else -1
+        for debit, version in pairs:
+            if self.state.prepared(debit.debit_id, version.version) is not None:
+                continue
+            if self.entitled(debit.debit_id, version.version, block):
+                sealed = self._seal(debit, version)
+                self.state.store_prepared(
+                    debit.debit_id, version.version, sealed, event.ref.block_number
+                )
+
+    # ------------------------------------------------------------ chain reads
+
+    def confirmed_head(self) -> int:
+        """Latest block minus the confirmation depth, cached for `head_ttl` seconds."""
+        with self._lock:
+            clock = time.monotonic()
+            if self._head is None or clock - self._head[0] > self._head_ttl:
+                head = self.watcher.reader.confirmed_head()
+                if self._head is None or head != self._head[1]:
+                    self._entitled.clear()
+                self._head = (clock, head)
+            return self._head[1]
+
+    def entitled(self, debit_id: int, version: int, block: int) -> bool:
+        """`isEntitled` at `block`, remembered while the confirmed head stays there."""
+        key = (debit_id, version)
+        with self._lock:
+            cached = self._entitled.get(key) if self._head and self._head[1] == block else None
+        if cached is not None:
+            return cached
+        answer = self.market.is_entitled(debit_id, version, block=max(block, 0))
+        with self._lock:
+            if self._head and self._head[1] == block:
+                self._entitled[key] = answer
+        return answer
+
+    def _debit(self, debit_id: int) -> IndexedDebit:
+        debit = self.state.debit(debit_id)
+        if debit is None:
+            self.watcher.poll_once()
+            debit = self.state.debit(debit_id)
+        if debit is not None:
+            return debit
+        try:
+            self.market.debit(debit_id)
+        except UnknownDebit as e:
+            raise UnknownDebitRequested(f"no debit {debit_id}") from e
+        raise NotEntitled(f"debit {debit_id} is not confirmed yet")
+
+    def _version(self, listing_id: int, version: int) -> IndexedVersion:
+        found = self.state.version(listing_id, version)
+        if found is None:
+            self.watcher.poll_once()
+            found = self.state.version(listing_id, version)
+        if found is not None:
+            return found
+        try:
+            self.market.version(listing_id, version)
+        except UnknownVersion as e:
+            raise UnknownVersionRequested(f"listing {listing_id} has no version {version}") from e
+        raise NotEntitled(f"version {version} of listing {listing_id} is not confirmed yet")
+
+    # ------------------------------------------------------------ crypto
+
+    def _seal(self, debit: IndexedDebit, version: IndexedVersion) -> bytes:
+        return make_sealed_share(
+            self.node.share,
+            Capsule.from_bytes(version.capsule),
+            BuyerPublicKey(debit.buyer_key),
+            debit.debit_id,
+            version.version,
+        )
+
+    def _signed(self, seq: int, debit_id: int, version: int, sealed: bytes, block: int) -> Release:
+        receipt = ReleaseReceipt.for_sealed_share(debit_id, version, self.node.index, sealed, block)
+        return Release(
+            seq=seq,
+            debit_id=debit_id,
+            version=version,
+            node=self.node.index,
+            sealed_share=sealed,
+            sealed_share_hash=receipt.sealed_share_hash,
+            block=block,
+            signature=sign(self.node.account, self.domain, receipt),
+        )

@@ -1,0 +1,111 @@
+"""A gateway node assembled: chain client, state, watcher, releaser, anchorer, and the
+background loop that keeps the index current and anchors releases in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from marketplace.chain.market import MarketClient
+from marketplace.chain.types import Committee
+from marketplace.gateway.anchoring import Anchorer
+from marketplace.gateway.releaser import KeyReleaser, NodeIdentity
+from marketplace.gateway.state import GatewayState
+from marketplace.gateway.watcher import ChainWatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How often the background loop works, and how fresh the confirmed head must be."""
+
+    poll_interval: float = 1.0
+    anchor_interval: float = 30.0
+    anchor_min_batch: int = 1
+    head_ttl: float = 0.0
+
+
+@dataclass
+class GatewayService:
+    """Everything one node runs; `tick()` does one round of background work."""
+
+    market: MarketClient
+    state: GatewayState
+    node: NodeIdentity
+    confirmations: int = 0
+    start_block: int = 0
+    timing: Timing = field(default_factory=Timing)
+    node_urls: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.watcher = ChainWatcher(
+            self.market, self.state, confirmations=self.confirmations, start_block=self.start_block
+        )
+        self.releaser = KeyReleaser(
+            self.market, self.state, self.watcher, self.node, head_ttl=self.timing.head_ttl
+        )
+        self.watcher.on_event = self.releaser.on_event
+        self.anchorer = Anchorer(self.releaser, min_batch=self.timing.anchor_min_batch)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def committee(self) -> Committee:
+        return self.market.committee()
+
+    def committee_document(self) -> dict[str, Any]:
+        """The public committee file (DESIGN §5), read from the contract."""
+        committee = self.committee()
+        return {
+            "threshold": committee.threshold,
+            "committeeKey": "0x" + committee.committee_key.hex(),
+            "nodes": [
+                {
+                    "index": i,
+                    "address": address,
+                    "shareKey": "0x" + key.hex(),
+                    "url": self.node_urls.get(i, ""),
+                }
+                for i, (address, key) in enumerate(
+                    zip(committee.nodes, committee.share_keys, strict=True), start=1
+                )
+            ],
+        }
+
+    def tick(self, *, anchor: bool = True) -> None:
+        """Catch up with the chain, then anchor pending releases."""
+        self.watcher.catch_up()
+        if anchor:
+            self.anchorer.anchor_pending()
+
+    # ------------------------------------------------------------ background loop
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="gateway-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        next_anchor = 0.0
+        clock = 0.0
+        while not self._stop.is_set():
+            try:
+                self.watcher.catch_up()
+                if clock >= next_anchor:
+                    self.anchorer.anchor_pending()
+                    next_anchor = clock + self.timing.anchor_interval
+            except Exception as e:  # keep serving; the next round retries
+                log.warning("background round failed: %s", e)
+            self._stop.wait(self.timing.poll_interval)
+            clock += self.timing.poll_interval

@@ -1,0 +1,346 @@
+"""What a gateway remembers: its chain cursor, the index it builds from events, the
+nonces it has seen, its prepared shares, and its append-only release log with anchors.
+
+Everything derived from chain logs carries the block it came from, so a reorg can
+rewind it; the release log is never rewound (releases happen only at the confirmed
+head, below the reorg depth the node is configured for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from marketplace.gateway.database import PostgresDatabase, SqliteDatabase, Tx
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS cursor (
+        id INTEGER PRIMARY KEY, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS seen_blocks (
+        block_number BIGINT PRIMARY KEY, block_hash TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS processed_logs (
+        chain_id BIGINT NOT NULL, block_hash TEXT NOT NULL, tx_hash TEXT NOT NULL,
+        log_index BIGINT NOT NULL, block_number BIGINT NOT NULL,
+        PRIMARY KEY (chain_id, block_hash, tx_hash, log_index))""",
+    """CREATE TABLE IF NOT EXISTS debits (
+        debit_id BIGINT PRIMARY KEY, listing_id BIGINT NOT NULL, buyer TEXT NOT NULL,
+        buyer_key TEXT NOT NULL, block_number BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS versions (
+        listing_id BIGINT NOT NULL, version BIGINT NOT NULL, cid TEXT NOT NULL,
+        capsule TEXT NOT NULL, block_number BIGINT NOT NULL,
+        PRIMARY KEY (listing_id, version))""",
+    """CREATE TABLE IF NOT EXISTS prepared (
+        debit_id BIGINT NOT NULL, version BIGINT NOT NULL, sealed_share TEXT NOT NULL,
+        block_number BIGINT NOT NULL, PRIMARY KEY (debit_id, version))""",
+    """CREATE TABLE IF NOT EXISTS nonces (
+        signer TEXT NOT NULL, nonce TEXT NOT NULL, expiry BIGINT NOT NULL,
+        PRIMARY KEY (signer, nonce))""",
+    """CREATE TABLE IF NOT EXISTS releases (
+        seq BIGINT PRIMARY KEY, debit_id BIGINT NOT NULL, version BIGINT NOT NULL,
+        node BIGINT NOT NULL, sealed_share TEXT NOT NULL, sealed_share_hash TEXT NOT NULL,
+        block BIGINT NOT NULL, signature TEXT NOT NULL, UNIQUE (debit_id, version))""",
+    """CREATE TABLE IF NOT EXISTS anchors (
+        anchor_seq BIGINT PRIMARY KEY, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
+        root TEXT NOT NULL, tx_hash TEXT NOT NULL)""",
+)
+
+#: How many recent block hashes to keep for finding a reorg's common ancestor.
+SEEN_BLOCKS_KEPT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    block_number: int
+    block_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedDebit:
+    debit_id: int
+    listing_id: int
+    buyer: str
+    buyer_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedVersion:
+    listing_id: int
+    version: int
+    cid: bytes
+    capsule: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """One entry of the append-only release log: a signed receipt and what it covers."""
+
+    seq: int
+    debit_id: int
+    version: int
+    node: int
+    sealed_share: bytes
+    sealed_share_hash: bytes
+    block: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    anchor_seq: int
+    first_seq: int
+    last_seq: int
+    root: bytes
+    tx_hash: str
+
+
+class GatewayState:
+    """Typed access to the gateway's tables; each method is one transaction."""
+
+    def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
+        self.db = db
+        with db.transaction() as tx:
+            for statement in SCHEMA:
+                tx.execute(statement)
+
+    # ---------------------------------------------------------------- cursor and reorgs
+
+    def cursor(self) -> Cursor | None:
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT block_number, block_hash FROM cursor WHERE id = 1")
+        return Cursor(row[0], row[1]) if row else None
+
+    def seen_blocks(self) -> list[Cursor]:
+        """Recently processed blocks, newest first."""
+        with self.db.transaction() as tx:
+            rows = tx.all(
+                "SELECT block_number, block_hash FROM seen_blocks ORDER BY block_number DESC"
+            )
+        return [Cursor(n, h) for n, h in rows]
+
+    def rewind_to(self, ancestor: int) -> None:
+        """Forget everything derived from blocks after `ancestor` (a reorg replaced them)."""
+        with self.db.transaction() as tx:
+            for table in ("processed_logs", "debits", "versions", "prepared"):
+                tx.execute(f"DELETE FROM {table} WHERE block_number > ?", (ancestor,))  # noqa: S608
+            tx.execute("DELETE FROM seen_blocks WHERE block_number > ?", (ancestor,))
+            row = tx.one("SELECT block_hash FROM seen_blocks WHERE block_number = ?", (ancestor,))
+            if row is None:
+                tx.execute("DELETE FROM cursor")
+            else:
+                _set_cursor(tx, Cursor(ancestor, row[0]))
+
+    # ---------------------------------------------------------------- event index
+
+    def apply_logs(
+        self,
+        chain_id: int,
+        logs: Sequence[tuple[tuple[str, str, int, int], Sequence[IndexedDebit | IndexedVersion]]],
+        new_cursor: Cursor,
+    ) -> list[tuple[str, str, int, int]]:
+        """Record each log once, with the index rows it yields, and advance the cursor.
+
+        `logs` pairs each log's (block_hash, tx_hash, log_index, block_number) with the
+        rows it produced. Returns the logs that were new (not processed before).
+        """
+        fresh = []
+        with self.db.transaction() as tx:
+            for key, rows in logs:
+                block_hash, tx_hash, log_index, block_number = key
+                if tx.one(
+                    "SELECT 1 FROM processed_logs WHERE chain_id = ? AND block_hash = ? "
+                    "AND tx_hash = ? AND log_index = ?",
+                    (chain_id, block_hash, tx_hash, log_index),
+                ):
+                    continue
+                tx.execute(
+                    "INSERT INTO processed_logs VALUES (?, ?, ?, ?, ?)",
+                    (chain_id, block_hash, tx_hash, log_index, block_number),
+                )
+                for row in rows:
+                    _insert_index_row(tx, row, block_number)
+                fresh.append(key)
+            _set_cursor(tx, new_cursor)
+            tx.execute(
+                "INSERT INTO seen_blocks VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (new_cursor.block_number, new_cursor.block_hash),
+            )
+            tx.execute(
+                "DELETE FROM seen_blocks WHERE block_number < ?",
+                (new_cursor.block_number - SEEN_BLOCKS_KEPT,),
+            )
+        return fresh
+
+    def debit(self, debit_id: int) -> IndexedDebit | None:
+        with self.db.transaction() as tx:
+            row = tx.one(
+                "SELECT debit_id, listing_id, buyer, buyer_key FROM debits WHERE debit_id = ?",
+                (debit_id,),
+            )
+        return IndexedDebit(row[0], row[1], row[2], bytes.fromhex(row[3])) if row else None
+
+    def debits_of_listing(self, listing_id: int) -> list[IndexedDebit]:
+        with self.db.transaction() as tx:
+            rows = tx.all(
+                "SELECT debit_id, listing_id, buyer, buyer_key FROM debits WHERE listing_id = ?",
+                (listing_id,),
+            )
+        return [IndexedDebit(r[0], r[1], r[2], bytes.fromhex(r[3])) for r in rows]
+
+    def version(self, listing_id: int, version: int) -> IndexedVersion | None:
+        with self.db.transaction() as tx:
+            row = tx.one(
+                "SELECT listing_id, version, cid, capsule FROM versions "
+                "WHERE listing_id = ? AND version = ?",
+                (listing_id, version),
+            )
+        return _version(row) if row else None
+
+    def versions_of_listing(self, listing_id: int) -> list[IndexedVersion]:
+        with self.db.transaction() as tx:
+            rows = tx.all(
+                "SELECT listing_id, version, cid, capsule FROM versions WHERE listing_id = ? "
+                "ORDER BY version",
+                (listing_id,),
+            )
+        return [_version(r) for r in rows]
+
+    def remember(self, row: IndexedDebit | IndexedVersion, block_number: int) -> None:
+        """Index a row fetched on demand (not through the watcher)."""
+        with self.db.transaction() as tx:
+            _insert_index_row(tx, row, block_number)
+
+    # ---------------------------------------------------------------- prepared shares
+
+    def prepared(self, debit_id: int, version: int) -> bytes | None:
+        with self.db.transaction() as tx:
+            row = tx.one(
+                "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ?",
+                (debit_id, version),
+            )
+        return bytes.fromhex(row[0]) if row else None
+
+    def store_prepared(self, debit_id: int, version: int, sealed: bytes, block_number: int) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO prepared VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (debit_id, version, sealed.hex(), block_number),
+            )
+
+    # ---------------------------------------------------------------- nonces
+
+    def use_nonce(self, signer: str, nonce: bytes, expiry: int, now: int) -> bool:
+        """Record a request nonce; False when this signer used it before (a replay)."""
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM nonces WHERE expiry < ?", (now,))
+            if tx.one(
+                "SELECT 1 FROM nonces WHERE signer = ? AND nonce = ?", (signer.lower(), nonce.hex())
+            ):
+                return False
+            tx.execute("INSERT INTO nonces VALUES (?, ?, ?)", (signer.lower(), nonce.hex(), expiry))
+        return True
+
+    # ---------------------------------------------------------------- release log
+
+    def release_for(self, debit_id: int, version: int) -> Release | None:
+        with self.db.transaction() as tx:
+            row = tx.one(
+                f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE debit_id = ? AND version = ?",  # noqa: S608
+                (debit_id, version),
+            )
+        return _release(row) if row else None
+
+    def append_release(
+        self, debit_id: int, version: int, build: Callable[[int], Release]
+    ) -> Release:
+        """Append the next release, or return the existing one for (debit, version).
+
+        `build(seq)` makes (and signs) the release once its sequence number is known,
+        inside the same transaction, so two requests cannot both append.
+        """
+        with self.db.transaction() as tx:
+            existing = tx.one(
+                f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE debit_id = ? AND version = ?",  # noqa: S608
+                (debit_id, version),
+            )
+            if existing:
+                return _release(existing)
+            row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM releases")
+            release = build(int(row[0]) + 1 if row else 1)
+            tx.execute(
+                "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (release.seq, release.debit_id, release.version, release.node,
+                 release.sealed_share.hex(), release.sealed_share_hash.hex(), release.block,
+                 release.signature.hex()),
+            )
+        return release
+
+    def releases_after(self, seq: int, limit: int = 1000) -> list[Release]:
+        with self.db.transaction() as tx:
+            rows = tx.all(
+                f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+                (seq, limit),
+            )
+        return [_release(r) for r in rows]
+
+    # ---------------------------------------------------------------- anchors
+
+    def anchors(self) -> list[Anchor]:
+        with self.db.transaction() as tx:
+            rows = tx.all(
+                "SELECT anchor_seq, first_seq, last_seq, root, tx_hash FROM anchors "
+                "ORDER BY anchor_seq"
+            )
+        return [Anchor(r[0], r[1], r[2], bytes.fromhex(r[3]), r[4]) for r in rows]
+
+    def last_anchored_seq(self) -> int:
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT COALESCE(MAX(last_seq), 0) FROM anchors")
+        return int(row[0]) if row else 0
+
+    def record_anchor(self, anchor: Anchor) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO anchors VALUES (?, ?, ?, ?, ?)",
+                (anchor.anchor_seq, anchor.first_seq, anchor.last_seq, anchor.root.hex(),
+                 anchor.tx_hash),
+            )
+
+
+_RELEASE_COLUMNS = (
+    "seq, debit_id, version, node, sealed_share, sealed_share_hash, block, signature"
+)
+
+
+def _release(row: tuple[object, ...]) -> Release:
+    seq, debit_id, version, node, sealed, sealed_hash, block, signature = row
+    return Release(
+        seq=int(seq), debit_id=int(debit_id), version=int(version), node=int(node),  # type: ignore[call-overload]
+        sealed_share=bytes.fromhex(str(sealed)), sealed_share_hash=bytes.fromhex(str(sealed_hash)),
+        block=int(block), signature=bytes.fromhex(str(signature)),  # type: ignore[call-overload]
+    )
+
+
+def _version(row: tuple[object, ...]) -> IndexedVersion:
+    return IndexedVersion(
+        int(row[0]), int(row[1]), bytes.fromhex(str(row[2])), bytes.fromhex(str(row[3]))  # type: ignore[call-overload]
+    )
+
+
+def _insert_index_row(tx: Tx, row: IndexedDebit | IndexedVersion, block_number: int) -> None:
+    if isinstance(row, IndexedDebit):
+        tx.execute(
+            "INSERT INTO debits VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (row.debit_id, row.listing_id, row.buyer, row.buyer_key.hex(), block_number),
+        )
+    else:
+        tx.execute(
+            "INSERT INTO versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (row.listing_id, row.version, row.cid.hex(), row.capsule.hex(), block_number),
+        )
+
+
+def _set_cursor(tx: Tx, cursor: Cursor) -> None:
+    tx.execute("DELETE FROM cursor")
+    tx.execute(
+        "INSERT INTO cursor VALUES (1, ?, ?)", (cursor.block_number, cursor.block_hash)
+    )

@@ -1,0 +1,122 @@
+"""Follows the market's events up to the confirmed head and keeps the gateway's index.
+
+Each poll: detect a reorg by comparing the stored cursor's block hash with the chain's
+(rewinding to the newest block both still agree on), read the next bounded range of
+logs from the market's own address, record each log exactly once by (chainId,
+blockHash, txHash, logIndex) together with the index rows it yields, and hand the
+fresh ones to `on_event` so shares can be prepared ahead of requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from marketplace.chain.errors import ChainUnavailable
+from marketplace.chain.events import DebitRequested, MarketEvent, VersionPublished
+from marketplace.chain.market import MarketClient
+from marketplace.chain.provider import endpoint_name
+from marketplace.gateway.state import Cursor, GatewayState, IndexedDebit, IndexedVersion
+
+log = logging.getLogger(__name__)
+
+
+class ChainWatcher:
+    """Polls the chain; `poll_once` is safe to call from any thread at any time."""
+
+    def __init__(
+        self,
+        market: MarketClient,
+        state: GatewayState,
+        *,
+        confirmations: int,
+        on_event: Callable[[MarketEvent], None] | None = None,
+        start_block: int = 0,
+        max_block_range: int = 500,
+    ) -> None:
+        self.market = market
+        self.state = state
+        self.reader = market.events(confirmations=confirmations, max_block_range=max_block_range)
+        self.on_event = on_event
+        self.start_block = start_block
+        self.max_block_range = max_block_range
+        self._lock = threading.Lock()
+
+    def poll_once(self) -> int:
+        """Process the next batch of confirmed logs; returns how many were new."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> int:
+        head = self.reader.confirmed_head()
+        cursor = self._cursor_after_reorg_check()
+        first = cursor.block_number + 1 if cursor else self.start_block
+        if first > head:
+            return 0
+        last = min(head, first + self.max_block_range - 1)
+        block_hash = self._hash_of(last)
+        events = self.reader.read(first, last)
+        batch = [(_log_key(e), _index_rows(e)) for e in events]
+        fresh = set(self.state.apply_logs(self.market.chain_id, batch, Cursor(last, block_hash)))
+        new_events = [e for e in events if _log_key(e) in fresh]
+        for event in new_events:
+            self._notify(event)
+        if new_events:
+            log.info("indexed %d new market events up to block %d", len(new_events), last)
+        return len(new_events)
+
+    def catch_up(self, max_rounds: int = 1000) -> int:
+        """Poll until the confirmed head is reached; returns the number of new events."""
+        total = 0
+        for _ in range(max_rounds):
+            cursor = self.state.cursor()
+            if cursor is not None and cursor.block_number >= self.reader.confirmed_head():
+                break
+            total += self.poll_once()
+        return total
+
+    def _cursor_after_reorg_check(self) -> Cursor | None:
+        cursor = self.state.cursor()
+        if cursor is None or self._hash_of(cursor.block_number) == cursor.block_hash:
+            return cursor
+        ancestor = self.start_block - 1
+        for seen in self.state.seen_blocks():
+            if self._hash_of(seen.block_number) == seen.block_hash:
+                ancestor = seen.block_number
+                break
+        log.warning(
+            "reorg: block %d changed; rewinding the index to block %d",
+            cursor.block_number,
+            ancestor,
+        )
+        self.state.rewind_to(ancestor)
+        return self.state.cursor()
+
+    def _hash_of(self, block_number: int) -> str:
+        try:
+            block = self.market.w3.eth.get_block(block_number)
+        except OSError as e:
+            raise ChainUnavailable(endpoint_name(self.market.w3), type(e).__name__) from e
+        return "0x" + bytes(block["hash"]).hex()
+
+    def _notify(self, event: MarketEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:  # a failed preparation must not stop indexing: requests retry it
+            log.exception("preparing shares for %s failed", type(event).__name__)
+
+
+def _log_key(event: MarketEvent) -> tuple[str, str, int, int]:
+    ref = event.ref
+    return (ref.block_hash, ref.tx_hash, ref.log_index, ref.block_number)
+
+
+def _index_rows(event: MarketEvent) -> list[IndexedDebit | IndexedVersion]:
+    if isinstance(event, DebitRequested):
+        return [IndexedDebit(event.debit_id, event.listing_id, event.buyer, event.buyer_key)]
+    if isinstance(event, VersionPublished):
+        return [IndexedVersion(event.listing_id, event.version, event.cid, event.capsule)]
+    return []

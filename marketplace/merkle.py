@@ -1,0 +1,74 @@
+"""Merkle roots over release receipts, for anchoring a gateway's log on-chain.
+
+Leaves are domain-separated from inner nodes (0x00 / 0x01 prefixes) so a leaf can never
+be passed off as a subtree; an odd node at a level is promoted unchanged. Hash: keccak256,
+so a contract could verify a proof if it ever needs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_utils.crypto import keccak
+
+LEAF = b"\x00"
+NODE = b"\x01"
+
+
+def leaf_hash(item: bytes) -> bytes:
+    return keccak(LEAF + item)
+
+
+def _parent(left: bytes, right: bytes) -> bytes:
+    return keccak(NODE + left + right)
+
+
+def _levels(items: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the tree, leaves first, root last."""
+    if not items:
+        raise ValueError("no Merkle tree over zero items")
+    levels = [[leaf_hash(i) for i in items]]
+    while len(levels[-1]) > 1:
+        level = levels[-1]
+        levels.append([
+            _parent(level[i], level[i + 1]) if i + 1 < len(level) else level[i]
+            for i in range(0, len(level), 2)
+        ])
+    return levels
+
+
+def merkle_root(items: Sequence[bytes]) -> bytes:
+    """Root over `items` (their leaf hashes); an empty batch has no root."""
+    return _levels(items)[-1][0]
+
+
+@dataclass(frozen=True, slots=True)
+class MerkleProof:
+    """Sibling hashes from leaf to root; `right[k]` says the sibling sits to the right."""
+
+    index: int
+    siblings: tuple[bytes, ...]
+    right: tuple[bool, ...]
+
+
+def merkle_proof(items: Sequence[bytes], index: int) -> MerkleProof:
+    if not 0 <= index < len(items):
+        raise IndexError(f"leaf {index} outside a batch of {len(items)}")
+    siblings: list[bytes] = []
+    right: list[bool] = []
+    position = index
+    for level in _levels(items)[:-1]:
+        sibling = position ^ 1
+        if sibling < len(level):
+            siblings.append(level[sibling])
+            right.append(sibling > position)
+        position //= 2
+    return MerkleProof(index, tuple(siblings), tuple(right))
+
+
+def verify_proof(item: bytes, proof: MerkleProof, root: bytes) -> bool:
+    node = leaf_hash(item)
+    for sibling, on_right in zip(proof.siblings, proof.right, strict=True):
+        node = _parent(node, sibling) if on_right else _parent(sibling, node)
+    return node == root

@@ -1,0 +1,120 @@
+"""A 2-of-3 committee of in-process gateways over one embedded chain.
+
+Each test gets a fresh chain, market and gateway state: the chain fixture is cheap
+enough on eth-tester (deploy ~25 ms), and fresh state keeps the tests independent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+
+from marketplace.chain.market import MarketClient
+from marketplace.chain.provider import DevChain, connect
+from marketplace.chain.types import Committee
+from marketplace.eip712 import Eip712Domain
+from marketplace.gateway.api import create_app
+from marketplace.gateway.database import SqliteDatabase
+from marketplace.gateway.releaser import NodeIdentity
+from marketplace.gateway.service import GatewayService
+from marketplace.gateway.state import GatewayState
+from marketplace.keyclient import KeyClient
+from marketplace.keyrelease.buyer_key import BuyerSecretKey
+from marketplace.keyrelease.capsule import Capsule, CapsuleContext, make_capsule
+from marketplace.keyrelease.dealer import DealtCommittee, deal
+from storage.keys import DataKey
+
+ETHER = 10**18
+PRICE = 10**15
+PERIOD = 3600
+
+
+@dataclass
+class Published:
+    listing_id: int
+    version: int
+    data_key: DataKey
+    capsule: Capsule
+    ctx: CapsuleContext
+
+
+@dataclass
+class Stack:
+    dev: DevChain
+    market: MarketClient
+    dealt: DealtCommittee
+    services: dict[int, GatewayService]
+    clients: dict[int, TestClient]
+    owner: LocalAccount
+    buyer: LocalAccount
+    stranger: LocalAccount
+    buyer_secret: BuyerSecretKey
+    domain: Eip712Domain
+
+    def key_client(self, nodes: list[int] | None = None) -> KeyClient:
+        chosen = nodes or sorted(self.clients)
+        return KeyClient(self.dealt.keys, self.domain, {i: self.clients[i] for i in chosen})
+
+    def publish(self, listing_id: int) -> Published:
+        listing = self.market.listing(listing_id)
+        version = listing.version_count + 1
+        cid = bytes.fromhex("01551220") + os.urandom(32)
+        ctx = CapsuleContext(self.market.chain_id, self.market.address, listing_id, version, cid)
+        data_key = DataKey.generate()
+        capsule = make_capsule(data_key, ctx, self.dealt.keys.committee_key)
+        self.market.publish_version(self.owner, listing_id, cid, capsule.to_bytes())
+        return Published(listing_id, version, data_key, capsule, ctx)
+
+    def listing(self, *, auto_approve: bool) -> int:
+        return self.market.create_listing(
+            self.owner, price_per_period=PRICE, period_seconds=PERIOD, auto_approve=auto_approve
+        ).value
+
+    def debit(self, listing_id: int, *, periods: int = 1, buyer: LocalAccount | None = None) -> int:
+        who = buyer or self.buyer
+        key = BuyerSecretKey.from_account(who, self.domain).public_key().key
+        return self.market.request_debit(who, listing_id, periods=periods, buyer_key=key).value
+
+    def sync(self) -> None:
+        for service in self.services.values():
+            service.tick(anchor=False)
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    w3 = connect()
+    dev = DevChain(w3)
+    deployer, owner, buyer, stranger = (Account.create() for _ in range(4))
+    node_accounts = [Account.create() for _ in range(3)]
+    for acct in (deployer, owner, buyer, stranger, *node_accounts):
+        dev.fund(acct.address, 10 * ETHER)
+    dealt = deal(3, 2)
+    committee = Committee(
+        committee_key=dealt.keys.committee_key.to_bytes(),
+        threshold=2,
+        nodes=tuple(a.address for a in node_accounts),
+        share_keys=tuple(k.point.to_bytes() for k in dealt.keys.share_keys),
+    )
+    market = MarketClient.deploy(w3, deployer, committee).value
+    services = {
+        i: GatewayService(
+            market=market,
+            state=GatewayState(SqliteDatabase(":memory:")),
+            node=NodeIdentity(dealt.shares[i - 1], node_accounts[i - 1]),
+        )
+        for i in (1, 2, 3)
+    }
+    clients = {i: TestClient(create_app(s, run_background=False)) for i, s in services.items()}
+    domain = Eip712Domain(market.chain_id, market.address)
+    yield Stack(
+        dev, market, dealt, services, clients, owner, buyer, stranger,
+        BuyerSecretKey.from_account(buyer, domain), domain,
+    )
+    for client in clients.values():
+        client.close()
