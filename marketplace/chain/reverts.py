@@ -13,6 +13,7 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
 
 from marketplace.chain.errors import ContractRevert
 
@@ -66,7 +67,12 @@ class RevertDecoder:
             values = abi_decode(types, data[4:])
         except Exception:  # malformed data from a misbehaving node
             return ContractRevert({"data": data}, name=name)
-        return ContractRevert.for_error(name, dict(zip(names, values, strict=True)))
+        fields = {
+            # checksummed, like the addresses in events and views
+            n: to_checksum_address(v) if t == "address" else v
+            for n, t, v in zip(names, types, values, strict=True)
+        }
+        return ContractRevert.for_error(name, fields)
 
 
 def _abi_type(param: dict[str, Any]) -> str:
