@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from marketplace.cli.committee_commands import register as register_committee
+from marketplace.cli.gateway_commands import register as register_gateway
 
 app = typer.Typer(
     name="datadebit",
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 register_committee(app)
+register_gateway(app)
 
 
 def main() -> None:

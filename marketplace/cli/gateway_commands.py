@@ -1,0 +1,120 @@
+"""`datadebit deploy` and `datadebit gateway serve`: put a committee's market on a chain
+and run one key-release node of it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from marketplace.chain.market import MarketClient
+from marketplace.chain.provider import connect
+from marketplace.chain.types import Committee
+from marketplace.cli.committee_commands import PASSPHRASE_ENV
+from marketplace.committee import load_node_key, read_public_committee
+from marketplace.errors import MarketplaceError
+from marketplace.gateway.api import create_app
+from marketplace.gateway.database import open_database
+from marketplace.gateway.releaser import NodeIdentity
+from marketplace.gateway.service import GatewayService, Timing
+from marketplace.gateway.state import GatewayState
+
+PRIVATE_KEY_ENV = "DATADEBIT_PRIVATE_KEY"
+
+gateway_app = typer.Typer(help="Run a key-release gateway node.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy", help="Deploy a DataMarket for a committee; prints its address.")(deploy)
+    app.add_typer(gateway_app, name="gateway")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def wallet_from_env() -> LocalAccount:
+    """The wallet whose hex private key is in $DATADEBIT_PRIVATE_KEY (never echoed)."""
+    key = os.environ.get(PRIVATE_KEY_ENV)
+    if not key:
+        raise _fail(f"set ${PRIVATE_KEY_ENV} to the deployer's private key")
+    try:
+        account: LocalAccount = Account.from_key(key)
+    except (ValueError, TypeError) as e:
+        raise _fail(f"${PRIVATE_KEY_ENV} is not a valid private key") from e
+    return account
+
+
+def deploy(
+    committee_file: Annotated[Path, typer.Option("--committee", help="committee.json")],
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the chain")],
+) -> None:
+    try:
+        public = read_public_committee(committee_file)
+        committee = Committee(
+            committee_key=public.committee_key.to_bytes(),
+            threshold=public.threshold,
+            nodes=tuple(n.address for n in public.nodes),
+            share_keys=tuple(n.share_key.to_bytes() for n in public.nodes),
+        )
+        sent = MarketClient.deploy(connect(rpc), wallet_from_env(), committee)
+    except MarketplaceError as e:
+        raise _fail(str(e)) from e
+    typer.echo(sent.value.address)
+
+
+@gateway_app.command("serve")
+def serve(
+    node_key: Annotated[Path, typer.Option("--node-key", help="This node's key file")],
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the chain")],
+    market: Annotated[str, typer.Option(help="Address of the DataMarket")],
+    state: Annotated[
+        str | None, typer.Option(help="sqlite:///path or postgresql://... (default: a file)")
+    ] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 9545,
+    confirmations: Annotated[int, typer.Option(min=0)] = 0,
+    committee_file: Annotated[
+        Path | None, typer.Option("--committee", help="committee.json, for node URLs")
+    ] = None,
+    poll_interval: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    anchor_interval: Annotated[float, typer.Option(min=0.1)] = 30.0,
+    head_ttl: Annotated[float, typer.Option(min=0.0)] = 0.1,
+    passphrase_file: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Serve POST /v1/keys, GET /v1/releases, /v1/health and /v1/committee."""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    passphrase = _passphrase(passphrase_file)
+    try:
+        key = load_node_key(node_key, passphrase)
+        urls = {}
+        if committee_file is not None:
+            urls = {n.index: n.url or "" for n in read_public_committee(committee_file).nodes}
+        service = GatewayService(
+            market=MarketClient(connect(rpc), market),
+            state=GatewayState(open_database(state or f"gateway-node-{key.index}.db")),
+            node=NodeIdentity(key.share, key.account),
+            confirmations=confirmations,
+            timing=Timing(poll_interval, anchor_interval, 1, head_ttl),
+            node_urls={int(i): u for i, u in urls.items()},
+        )
+    except MarketplaceError as e:
+        raise _fail(str(e)) from e
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+
+
+def _passphrase(path: Path | None) -> str:
+    if path is not None:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env:
+        return from_env
+    return str(typer.prompt("node key passphrase", hide_input=True))
