@@ -6,6 +6,7 @@ import typer
 
 from marketplace.cli.committee_commands import register as register_committee
 from marketplace.cli.gateway_commands import register as register_gateway
+from marketplace.cli.storage_commands import register as register_storage
 
 app = typer.Typer(
     name="datadebit",
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 register_committee(app)
 register_gateway(app)
+register_storage(app)
 
 
 def main() -> None:
