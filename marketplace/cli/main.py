@@ -19,6 +19,18 @@ register_gateway(app)
 register_storage(app)
 
 
+@app.command("demo")
+def demo() -> None:
+    """Run the whole flow on the embedded defaults (chain, store, 2-of-3 committee)."""
+    import warnings  # noqa: PLC0415
+
+    # fastapi.testclient (the in-process gateways' transport) warns about its own httpx use.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from marketplace.demo import run_demo  # noqa: PLC0415 - heavy, only for this command
+
+    raise typer.Exit(run_demo())
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

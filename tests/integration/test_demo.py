@@ -1,0 +1,25 @@
+"""The main job, as a user runs it: `datadebit demo` exits 0 and every step holds."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_runs_the_whole_flow_and_exits_zero() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", "demo"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "demo passed" in out
+    for step in ("buyer A's plaintext equals the owner's file",
+                 "before consent every gateway refuses B",
+                 "B, revoked, cannot get version 2",
+                 "a flipped bit in the store is refused",
+                 "market balance = unaccrued escrow + credited balances"):
+        assert step in out
+    assert "publishVersion" in out and "consent" in out
