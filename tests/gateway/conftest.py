@@ -1,24 +1,29 @@
-"""A 2-of-3 committee of in-process gateways over one embedded chain.
+"""A 2-of-3 committee of in-process gateways over one chain.
 
 Each test gets a fresh chain, market and gateway state: the chain fixture is cheap
 enough on eth-tester (deploy ~25 ms), and fresh state keeps the tests independent.
+`build_stack` also runs on a real anvil (tests/integration/gateway).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
+from web3 import Web3
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.chain.types import Committee
-from marketplace.eip712 import Eip712Domain
+from marketplace.eip712 import Eip712Domain, KeyRequest, sign
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import SqliteDatabase
 from marketplace.gateway.releaser import NodeIdentity
@@ -56,10 +61,15 @@ class Stack:
     stranger: LocalAccount
     buyer_secret: BuyerSecretKey
     domain: Eip712Domain
+    node_accounts: list[LocalAccount]
 
-    def key_client(self, nodes: list[int] | None = None) -> KeyClient:
+    def key_client(
+        self, nodes: list[int] | None = None, *, transports: dict[int, httpx.Client] | None = None
+    ) -> KeyClient:
         chosen = nodes or sorted(self.clients)
-        return KeyClient(self.dealt.keys, self.domain, {i: self.clients[i] for i in chosen})
+        clients: dict[int, httpx.Client] = {i: self.clients[i] for i in chosen}
+        clients.update(transports or {})
+        return KeyClient(self.dealt.keys, self.domain, clients)
 
     def publish(self, listing_id: int) -> Published:
         listing = self.market.listing(listing_id)
@@ -85,10 +95,38 @@ class Stack:
         for service in self.services.values():
             service.tick(anchor=False)
 
+    def fetch(self, published: Published, debit_id: int, nodes: list[int] | None = None) -> Any:
+        return self.key_client(nodes).fetch(
+            self.buyer, self.buyer_secret, debit_id, published.ctx, published.capsule
+        )
 
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    w3 = connect()
+    # ------------------------------------------------------------ raw requests
+
+    def body(
+        self,
+        debit_id: int,
+        version: int,
+        *,
+        signer: LocalAccount | None = None,
+        expiry: int | None = None,
+        nonce: bytes | None = None,
+    ) -> dict[str, Any]:
+        """A `POST /v1/keys` body signed by `signer` (the buyer by default)."""
+        request = KeyRequest(
+            debit_id=debit_id,
+            version=version,
+            expiry=int(time.time()) + 60 if expiry is None else expiry,
+            nonce=os.urandom(32) if nonce is None else nonce,
+        )
+        signature = sign(signer or self.buyer, self.domain, request)
+        return {"request": request.to_message(), "signature": "0x" + signature.hex()}
+
+    def ask(self, node: int, body: Any) -> httpx.Response:
+        return self.clients[node].post("/v1/keys", json=body)
+
+
+def build_stack(w3: Web3, *, confirmations: int = 0) -> Stack:
+    """Deploy a market with a freshly dealt 2-of-3 committee and three gateways on it."""
     dev = DevChain(w3)
     deployer, owner, buyer, stranger = (Account.create() for _ in range(4))
     node_accounts = [Account.create() for _ in range(3)]
@@ -107,14 +145,26 @@ def stack() -> Iterator[Stack]:
             market=market,
             state=GatewayState(SqliteDatabase(":memory:")),
             node=NodeIdentity(dealt.shares[i - 1], node_accounts[i - 1]),
+            confirmations=confirmations,
         )
         for i in (1, 2, 3)
     }
     clients = {i: TestClient(create_app(s, run_background=False)) for i, s in services.items()}
     domain = Eip712Domain(market.chain_id, market.address)
-    yield Stack(
+    return Stack(
         dev, market, dealt, services, clients, owner, buyer, stranger,
-        BuyerSecretKey.from_account(buyer, domain), domain,
+        BuyerSecretKey.from_account(buyer, domain), domain, node_accounts,
     )
-    for client in clients.values():
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    built = build_stack(connect())
+    yield built
+    for client in built.clients.values():
         client.close()
+
+
+def code_of(response: httpx.Response) -> tuple[int, str]:
+    """(HTTP status, stable error code) of a refusal."""
+    return response.status_code, response.json()["code"]
