@@ -280,7 +280,12 @@ class ReleaseReceipt:
 
 
 def typed_data(domain: Eip712Domain, message: TypedMessage) -> dict[str, Any]:
-    """The full `eth_signTypedData_v4` payload (JSON-serialisable) for a wallet to sign."""
+    """The full `eth_signTypedData_v4` payload (JSON-serialisable) for a wallet to sign.
+
+    Integer fields are decimal strings, as ethers.js's `TypedDataEncoder.getPayload`
+    writes them: a JSON number above 2^53 loses precision in JavaScript, and wallets
+    refuse some (anvil rejects numbers above 2^64 for uint256).
+    """
     return {
         "types": {
             "EIP712Domain": [{"name": n, "type": t} for n, t in _DOMAIN_FIELDS],
@@ -288,7 +293,10 @@ def typed_data(domain: Eip712Domain, message: TypedMessage) -> dict[str, Any]:
         },
         "primaryType": message.PRIMARY_TYPE,
         "domain": domain.to_dict(),
-        "message": message.to_message(),
+        "message": {
+            name: str(value) if isinstance(value, int) else value
+            for name, value in message.to_message().items()
+        },
     }
 
 
