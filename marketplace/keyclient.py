@@ -96,7 +96,8 @@ class KeyClient:
         faults: dict[int, str] = {}
         receipts: dict[int, dict[str, object]] = {}
         need = self.committee.threshold
-        with ThreadPoolExecutor(max_workers=max(len(self.nodes), 1)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(len(self.nodes), 1))
+        try:
             pending: dict[Future[dict[str, object]], int] = {
                 pool.submit(_post_keys, client, body): index
                 for index, client in self.nodes.items()
@@ -114,8 +115,9 @@ class KeyClient:
                     except (GatewayAnswerError, KeyReleaseError) as e:
                         faults[index] = str(e)
                         log.warning("key share from node %d refused: %s", index, e)
-            for future in pending:
-                future.cancel()
+        finally:
+            # do not wait for slow nodes once t shares are in: their answers are not needed
+            pool.shutdown(wait=False, cancel_futures=True)
         if len(valid) < need:
             raise KeyFetchFailed(len(valid), need, faults)
         chosen = sorted(valid)[:need]
