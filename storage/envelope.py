@@ -100,7 +100,9 @@ class EnvelopeHeader:
     @classmethod
     def parse(cls, raw: bytes) -> EnvelopeHeader:
         """Check magic, format and length; the key and chunk size are checked by `open`."""
-        if len(raw) < len(MAGIC) or raw[: len(MAGIC)] != MAGIC:
+        if len(raw) < len(MAGIC) and MAGIC.startswith(raw):
+            raise EnvelopeTruncated(0, f"header is {len(raw)} of {HEADER_SIZE} bytes")
+        if raw[: len(MAGIC)] != MAGIC:
             raise BadMagic(raw[: len(MAGIC)])
         if len(raw) > len(MAGIC) and raw[len(MAGIC)] != FORMAT_VERSION:
             raise UnsupportedFormat(raw[len(MAGIC)], FORMAT_VERSION)

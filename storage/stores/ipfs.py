@@ -65,6 +65,7 @@ class _Upload:
         self.boundary = f"datadebit-{secrets.token_hex(12)}"
         self.builder = DagBuilder()
         self.started = False
+        self.finished = False
         self._source = source
 
     @property
@@ -81,6 +82,7 @@ class _Upload:
         while piece := self._source.read(READ_SIZE):
             self.builder.update(piece)
             yield piece
+        self.finished = True
         yield f"\r\n--{self.boundary}--\r\n".encode()
 
 
@@ -201,6 +203,8 @@ class IpfsStore:
         response = self._with_retries("add", send, lambda: not upload.started)
         if response.status_code != httpx.codes.OK:
             raise self._error("add", response, None)
+        if not upload.finished:
+            raise StoreResponseError(self.url, "add", "answered before reading the whole file")
         ours = upload.builder.finish()
         theirs = _added_cid(response, self.url)
         if theirs != ours.text:
