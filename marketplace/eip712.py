@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 import coincurve
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
-from eth_typing import ChecksumAddress, Hash32
+from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
 from marketplace.errors import MarketplaceError
@@ -308,9 +308,13 @@ def digest(domain: Eip712Domain, message: TypedMessage) -> bytes:
 def sign(account: LocalAccount, domain: Eip712Domain, message: TypedMessage) -> bytes:
     """The 65-byte r || s || v (v = 27/28) signature a wallet would give for `typed_data`.
 
-    Deterministic (RFC 6979) and low-s, the same bytes as `account.sign_typed_data`.
+    libsecp256k1 directly (a node signs a receipt per release): RFC 6979 and low-s, the
+    same bytes as `account.sign_typed_data`, at a third of its cost.
     """
-    return bytes(account.unsafe_sign_hash(Hash32(digest(domain, message))).signature)
+    signature = coincurve.PrivateKey(account.key).sign_recoverable(
+        digest(domain, message), hasher=None
+    )
+    return signature[:64] + bytes([27 + signature[64]])
 
 
 def recover_signer(

@@ -43,12 +43,13 @@ class BuyerSecretKey:
     except through `to_secret_bytes()`."""
 
     SIZE = 32
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_public")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) != self.SIZE:
             raise ValueError(f"an X25519 secret key is exactly {self.SIZE} bytes")
         self._key = key
+        self._public = BuyerPublicKey(sodium.crypto_scalarmult_base(key))
 
     @classmethod
     def from_signature(cls, signature: bytes) -> BuyerSecretKey:
@@ -62,7 +63,7 @@ class BuyerSecretKey:
         return cls.from_signature(sign(account, domain, EncryptionKey()))
 
     def public_key(self) -> BuyerPublicKey:
-        return BuyerPublicKey(sodium.crypto_scalarmult_base(self._key))
+        return self._public
 
     def to_secret_bytes(self) -> bytes:
         """The raw X25519 secret. Callers must not log, print or store it unencrypted."""
