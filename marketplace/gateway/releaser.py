@@ -123,7 +123,7 @@ class KeyReleaser:
         self.domain = Eip712Domain(market.chain_id, market.address)
         self._now = now
         self._head_ttl = head_ttl
-        self._head: tuple[float, int] | None = None
+        self._head: tuple[float, int, str | None] | None = None
         self._entitled: dict[tuple[int, int], bool] = {}
         self._lock = threading.Lock()
 
@@ -202,14 +202,20 @@ class KeyReleaser:
     # ------------------------------------------------------------ chain reads
 
     def confirmed_head(self) -> int:
-        """Latest block minus the confirmation depth, cached for `head_ttl` seconds."""
+        """Latest block minus the confirmation depth, cached for `head_ttl` seconds.
+
+        Remembered entitlements are dropped whenever the confirmed head changes, by hash
+        as well as by number: a reorg can replace the head with another block of the same
+        height in which the debit is no longer entitled.
+        """
         with self._lock:
             clock = time.monotonic()
             if self._head is None or clock - self._head[0] > self._head_ttl:
                 head = self.watcher.reader.confirmed_head()
-                if self._head is None or head != self._head[1]:
+                head_hash = self.watcher.block_hash(head) if head >= 0 else None
+                if self._head is None or (head, head_hash) != self._head[1:]:
                     self._entitled.clear()
-                self._head = (clock, head)
+                self._head = (clock, head, head_hash)
             return self._head[1]
 
     def entitled(self, debit_id: int, version: int, block: int) -> bool:

@@ -13,6 +13,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from web3.exceptions import BlockNotFound
+
 from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.events import DebitRequested, MarketEvent, VersionPublished
 from marketplace.chain.market import MarketClient
@@ -55,7 +57,9 @@ class ChainWatcher:
         if first > head:
             return 0
         last = min(head, first + self.max_block_range - 1)
-        block_hash = self._hash_of(last)
+        block_hash = self.block_hash(last)
+        if block_hash is None:  # reorganised away just now; the next poll sees the new chain
+            return 0
         events = self.reader.read(first, last)
         batch = [(_log_key(e), _index_rows(e)) for e in events]
         fresh = set(self.state.apply_logs(self.market.chain_id, batch, Cursor(last, block_hash)))
@@ -70,19 +74,21 @@ class ChainWatcher:
         """Poll until the confirmed head is reached; returns the number of new events."""
         total = 0
         for _ in range(max_rounds):
+            # poll even when the cursor is at (or past) the head: the poll's reorg check
+            # is what notices a chain replaced at the same height or a shorter one
+            total += self.poll_once()
             cursor = self.state.cursor()
             if cursor is not None and cursor.block_number >= self.reader.confirmed_head():
                 break
-            total += self.poll_once()
         return total
 
     def _cursor_after_reorg_check(self) -> Cursor | None:
         cursor = self.state.cursor()
-        if cursor is None or self._hash_of(cursor.block_number) == cursor.block_hash:
+        if cursor is None or self.block_hash(cursor.block_number) == cursor.block_hash:
             return cursor
         ancestor = self.start_block - 1
         for seen in self.state.seen_blocks():
-            if self._hash_of(seen.block_number) == seen.block_hash:
+            if self.block_hash(seen.block_number) == seen.block_hash:
                 ancestor = seen.block_number
                 break
         log.warning(
@@ -93,9 +99,13 @@ class ChainWatcher:
         self.state.rewind_to(ancestor)
         return self.state.cursor()
 
-    def _hash_of(self, block_number: int) -> str:
+    def block_hash(self, block_number: int) -> str | None:
+        """The hash of the chain's block at `block_number`; None if it has no such block
+        (a reorg to a shorter chain removed it)."""
         try:
             block = self.market.w3.eth.get_block(block_number)
+        except BlockNotFound:
+            return None
         except OSError as e:
             raise ChainUnavailable(endpoint_name(self.market.w3), type(e).__name__) from e
         return "0x" + bytes(block["hash"]).hex()
