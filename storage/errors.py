@@ -178,6 +178,7 @@ class ContentNotFound(StorageError, LookupError):
     def __init__(self, cid: str, where: str, detail: str = "") -> None:
         self.cid = cid
         self.where = where
+        self.detail = detail
         tail = f" ({detail})" if detail else ""
         super().__init__(f"{cid} not found in {where}{tail}")
 

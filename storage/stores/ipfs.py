@@ -214,7 +214,11 @@ class IpfsStore:
     def _require(self, cid: Cid) -> None:
         """Bounded check that the daemon can find the root block (or raise ContentNotFound)."""
         params = {"arg": cid.text, "timeout": f"{self._lookup_timeout:g}s"}
-        self._call("block/stat", params, timeout=self._lookup_timeout + 5.0)
+        try:
+            self._call("block/stat", params, timeout=self._lookup_timeout + 5.0)
+        except ContentNotFound as e:
+            detail = f"within {self._lookup_timeout:g} s; daemon: {e.detail}"
+            raise ContentNotFound(cid.text, self.url, detail) from e
 
     def stream(self, cid: Cid) -> Iterator[bytes]:
         """`cat`, streamed and checked against `cid`; not-found is raised here, at once."""
