@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JSIPFS = ROOT / "node_modules" / "ipfs" / "src" / "cli.js"
 POLYFILLS = Path(__file__).resolve().with_name("node-polyfills.cjs")
 _TAIL_CHARS = 2000
+_START_ATTEMPTS = 3
 
 
 class IpfsDaemonError(RuntimeError):
@@ -108,10 +109,11 @@ class IpfsDaemon:
         env.pop("IPFS_MONITORING", None)
         return env
 
-    def _init_repo(self) -> None:
+    def _init_repo(self, attempt: int) -> None:
         if not self._jsipfs.exists():
             raise IpfsDaemonError(f"js-ipfs is not installed at {self._jsipfs}; run `npm ci`")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.repo = self.workdir / ("ipfs-repo" if attempt == 0 else f"ipfs-repo-{attempt}")
         self._api_port = free_port()
         config = node_config(self._api_port, free_port(), free_port())
         config_file = self.workdir / "ipfs-init-config.json"
@@ -130,10 +132,24 @@ class IpfsDaemon:
             raise IpfsDaemonError(f"jsipfs init failed ({done.returncode}): {_tail(log)}")
 
     def start(self) -> str:
-        """Init a fresh repo, start the daemon and wait until its API answers."""
+        """Init a fresh repo, start the daemon and wait until its API answers.
+
+        A port picked as free can be taken by someone else before the daemon binds it; that
+        start is retried on fresh ports (up to `_START_ATTEMPTS` times).
+        """
         if self._proc is not None:
             return self.api_url
-        self._init_repo()
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                self._start_once(attempt)
+                return self.api_url
+            except IpfsDaemonError as e:
+                if attempt == _START_ATTEMPTS - 1 or "EADDRINUSE" not in str(e):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self, attempt: int) -> None:
+        self._init_repo(attempt)
         with self._log.open("wb") as out:
             self._proc = subprocess.Popen(
                 [self._node, str(self._jsipfs), "daemon", "--no-enable-preload"],
@@ -148,7 +164,6 @@ class IpfsDaemon:
         except BaseException:
             self.stop()
             raise
-        return self.api_url
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -159,6 +174,8 @@ class IpfsDaemon:
                 raise IpfsDaemonError(
                     f"jsipfs daemon exited with {self._proc.returncode}: {_tail(self._log)}"
                 )
+            if "EADDRINUSE" in _tail(self._log):  # it logs this and then hangs, not exits
+                raise IpfsDaemonError(f"jsipfs daemon could not bind: {_tail(self._log)}")
             try:
                 if httpx.post(url, timeout=2.0).status_code == 200:
                     return

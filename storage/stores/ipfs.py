@@ -155,8 +155,10 @@ class IpfsStore:
                 raise StoreUnavailable(self.url, f"{operation}: {_reason(e)}") from e
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _call(self, operation: str, params: dict[str, str], timeout: float | None = None) -> Any:
-        """POST a small request and return its JSON, raising on any error answer."""
+    def _call(
+        self, operation: str, params: dict[str, str], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """POST a small request and return its JSON object, raising on any error answer."""
         extent = (
             self._timeout
             if timeout is None
@@ -169,7 +171,13 @@ class IpfsStore:
         response = self._with_retries(operation, send, lambda: True)
         if response.status_code != httpx.codes.OK:
             raise self._error(operation, response, params.get("arg"))
-        return response.json()
+        try:
+            answer = response.json()
+        except ValueError as e:
+            raise StoreResponseError(self.url, operation, "the answer is not JSON") from e
+        if not isinstance(answer, dict):
+            raise StoreResponseError(self.url, operation, "the answer is not a JSON object")
+        return answer
 
     def _error(
         self, operation: str, response: httpx.Response, cid: str | None
@@ -252,7 +260,7 @@ class IpfsStore:
     def pin(self, cid: Cid) -> None:
         self._require(cid)
         answer = self._call("pin/add", {"arg": cid.text, "recursive": "true", "cid-base": "base32"})
-        pins = answer.get("Pins", []) if isinstance(answer, dict) else []
+        pins = answer.get("Pins", [])
         if cid.text not in pins:
             raise StoreResponseError(self.url, "pin/add", f"answer does not list {cid.text}")
 

@@ -290,6 +290,13 @@ def test_not_an_ipfs_rpc(status: int) -> None:
         store.version()
 
 
+@pytest.mark.parametrize("body", ["<html>", "[1, 2]"])
+def test_answers_that_are_not_json_objects(body: str) -> None:
+    store = make_store(lambda r: httpx.Response(200, text=body))
+    with pytest.raises(StoreResponseError, match=r"not (JSON|a JSON object)"):
+        store.version()
+
+
 def test_pin_checks_the_answer() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("pin/add"):
