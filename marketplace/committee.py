@@ -30,7 +30,6 @@ from eth_utils.address import is_address, to_checksum_address
 from marketplace.errors import MarketplaceError
 from marketplace.keyrelease import (
     CommitteeKeys,
-    DealtCommittee,
     KeyReleaseError,
     NodeIndex,
     NodeShare,
@@ -167,7 +166,7 @@ class PublicCommittee:
         )
         try:
             committee.keys().check_consistent()
-        except (KeyReleaseError, ValueError) as e:
+        except ValueError as e:  # InvalidThreshold, InconsistentCommittee
             raise MalformedCommitteeFile(path, str(e)) from e
         return committee
 
@@ -265,8 +264,6 @@ class NodeKeyFile:
         passphrase: str,
         strength: KdfStrength,
     ) -> NodeKeyFile:
-        if not passphrase:
-            raise EmptyPassphrase()
         return cls(
             index=share.index,
             address=account.address,
@@ -404,15 +401,11 @@ def create_committee(
     urls: Sequence[str] | None = None,
 ) -> tuple[PublicCommittee, tuple[NodeKeyFile, ...]]:
     """Deal a fresh committee and encrypt each node's secrets; writes nothing."""
-    if not passphrase:
-        raise EmptyPassphrase()
     if urls is not None and len(urls) != size:
         raise ValueError(f"{len(urls)} URLs for {size} nodes")
-    dealt: DealtCommittee = deal(size, threshold)
-    accounts: list[LocalAccount] = [Account.create() for _ in dealt.shares]
+    dealt = deal(size, threshold)
     key_files = tuple(
-        NodeKeyFile.create(share, account, passphrase, strength)
-        for share, account in zip(dealt.shares, accounts, strict=True)
+        NodeKeyFile.create(share, Account.create(), passphrase, strength) for share in dealt.shares
     )
     public = PublicCommittee(
         threshold=threshold,

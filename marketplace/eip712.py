@@ -31,6 +31,7 @@ SIGNATURE_SIZE = 65
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = _SECP256K1_N // 2
 _BYTES32_HEX = re.compile(r"0x[0-9a-fA-F]{64}")
+_SIGNATURE_HEX = re.compile(r"0x[0-9a-fA-F]{130}")
 
 _DOMAIN_FIELDS = (
     ("name", "string"),
@@ -69,9 +70,11 @@ def _word(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
-def _check_uint(field_name: str, value: int, bits: int) -> None:
+def _check_uint(field_name: str, value: object, bits: int) -> int:
+    """`value` itself, if it is an int (not a bool) within uint<bits>."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
         raise InvalidTypedMessage(field_name, f"must be an integer in uint{bits}")
+    return value
 
 
 def _check_bytes32(field_name: str, value: bytes) -> None:
@@ -83,14 +86,6 @@ def _bytes32_from_hex(field_name: str, value: object) -> bytes:
     if not isinstance(value, str) or not _BYTES32_HEX.fullmatch(value):
         raise InvalidTypedMessage(field_name, "must be 0x followed by 64 hex digits")
     return bytes.fromhex(value[2:])
-
-
-def _uint_field(message: dict[str, Any], name: str, bits: int) -> int:
-    value = message.get(name)
-    if not isinstance(value, int):
-        raise InvalidTypedMessage(name, f"must be an integer in uint{bits}")
-    _check_uint(name, value, bits)
-    return value
 
 
 _DOMAIN_TYPE_HASH = _type_hash("EIP712Domain", _DOMAIN_FIELDS)
@@ -190,9 +185,9 @@ class KeyRequest:
     def from_message(cls, message: dict[str, Any]) -> KeyRequest:
         """Parse the JSON form (integers as numbers, nonce as 0x-hex)."""
         return cls(
-            debit_id=_uint_field(message, "debitId", 256),
-            version=_uint_field(message, "version", 32),
-            expiry=_uint_field(message, "expiry", 64),
+            debit_id=_check_uint("debitId", message.get("debitId"), 256),
+            version=_check_uint("version", message.get("version"), 32),
+            expiry=_check_uint("expiry", message.get("expiry"), 64),
             nonce=_bytes32_from_hex("nonce", message.get("nonce")),
         )
 
@@ -252,11 +247,11 @@ class ReleaseReceipt:
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> ReleaseReceipt:
         return cls(
-            debit_id=_uint_field(message, "debitId", 256),
-            version=_uint_field(message, "version", 32),
-            node=_uint_field(message, "node", 8),
+            debit_id=_check_uint("debitId", message.get("debitId"), 256),
+            version=_check_uint("version", message.get("version"), 32),
+            node=_check_uint("node", message.get("node"), 8),
             sealed_share_hash=_bytes32_from_hex("sealedShareHash", message.get("sealedShareHash")),
-            block=_uint_field(message, "block", 64),
+            block=_check_uint("block", message.get("block"), 64),
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -361,7 +356,7 @@ def canonical_signature(signature: bytes) -> bytes:
 
 def signature_from_hex(text: str) -> bytes:
     """Parse a 0x-hex signature from JSON; MalformedSignature if it is not 65 bytes of hex."""
-    if not isinstance(text, str) or not re.fullmatch(r"0x[0-9a-fA-F]{130}", text):
+    if not isinstance(text, str) or not _SIGNATURE_HEX.fullmatch(text):
         raise MalformedSignature("must be 0x followed by 130 hex digits")
     return bytes.fromhex(text[2:])
 
