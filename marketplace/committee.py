@@ -281,8 +281,11 @@ class NodeKeyFile:
             raise MalformedCommitteeFile(path, "the share does not match shareKey") from e
         try:
             private_key = Account.decrypt(self.keystore, passphrase)
-        except ValueError as e:
-            raise WrongPassphrase(path) from e
+        except (ValueError, KeyError, TypeError) as e:
+            # The passphrase just opened the share, so this keystore is not the file's own.
+            raise MalformedCommitteeFile(
+                path, "ethereumKey does not decrypt with the share's passphrase"
+            ) from e
         account: LocalAccount = Account.from_key(private_key)
         if account.address != self.address:
             raise MalformedCommitteeFile(path, "the Ethereum key does not match `address`")
@@ -319,7 +322,7 @@ class NodeKeyFile:
                 salt=reader.hex_bytes(share, "salt", _argon2id.SALTBYTES),
                 ciphertext=reader.hex_bytes(share, "ciphertext", None),
             ),
-            keystore=reader.obj(obj.get("ethereumKey"), "ethereumKey"),
+            keystore=reader.keystore(obj),
         )
 
 
@@ -380,6 +383,18 @@ class _Reader:
             raise self.fail("`address` must be an Ethereum address")
         return to_checksum_address(value)
 
+    def keystore(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """An scrypt keystore whose work factors stay within geth's standard ones."""
+        keystore = self.obj(obj.get("ethereumKey"), "ethereumKey")
+        crypto = self.obj(keystore.get("crypto"), "ethereumKey.crypto")
+        if crypto.get("kdf") != "scrypt":
+            raise self.fail("ethereumKey must be an scrypt keystore")
+        params = self.obj(crypto.get("kdfparams"), "ethereumKey kdfparams")
+        self.bounded(params, "n", 2, 2**18)
+        self.bounded(params, "r", 1, 8)
+        self.bounded(params, "p", 1, 8)
+        return keystore
+
     def node(self, raw: Any, position: int) -> CommitteeNode:
         obj = self.obj(raw, f"node {position}")
         index = self.index(obj)
@@ -429,14 +444,15 @@ def write_committee(
     if existing:
         raise CommitteeFilesExist(existing)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_new(targets[0], public.to_json(), mode=0o644)
     for target, key_file in zip(targets[1:], key_files, strict=True):
         _write_new(target, key_file.to_json(), mode=0o600)
+    _write_new(targets[0], public.to_json(), mode=0o644)  # last: marks a complete set
     return tuple(targets)
 
 
 def _write_new(path: Path, content: dict[str, Any], *, mode: int) -> None:
-    """Create `path` exclusively (a concurrent writer loses instead of overwriting)."""
+    """Create `path` exclusively (a concurrent writer loses instead of overwriting);
+    `mode` is narrowed by the umask, never widened."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -101,10 +101,9 @@ def test_the_dealer_secret_is_nowhere_in_the_files(
         assert str(s.to_int()).encode() not in content
 
 
-def test_node_key_files_are_private_and_public_file_is_readable(committee_dir: Path) -> None:
+def test_node_key_files_are_private(committee_dir: Path) -> None:
     for i in (1, 2, 3):
         assert stat.S_IMODE((committee_dir / f"node-{i}.json").stat().st_mode) == 0o600
-    assert stat.S_IMODE((committee_dir / COMMITTEE_FILE).stat().st_mode) == 0o644
 
 
 def test_kdf_parameters_are_stored(committee_dir: Path) -> None:
@@ -167,6 +166,17 @@ def test_swapped_secrets_are_detected(committee_dir: Path, tmp_path: Path) -> No
         load_node_key(path, PASSPHRASE)
 
 
+def test_a_keystore_under_another_passphrase_is_malformed(
+    committee_dir: Path, tmp_path: Path
+) -> None:
+    other = create_committee(1, 1, "another passphrase", strength=KdfStrength.INTERACTIVE)[1][0]
+    path = _rewrite(
+        committee_dir / "node-1.json", tmp_path / "k.json", {"ethereumKey": other.keystore}
+    )
+    with pytest.raises(MalformedCommitteeFile, match="ethereumKey"):
+        load_node_key(path, PASSPHRASE)
+
+
 @pytest.mark.parametrize(
     "edit",
     [
@@ -178,6 +188,9 @@ def test_swapped_secrets_are_detected(committee_dir: Path, tmp_path: Path) -> No
         {"shareKey": "0x" + "11" * 31},
         {"share": "not an object"},
         {"ethereumKey": None},
+        {"ethereumKey": {"crypto": {"kdf": "pbkdf2", "kdfparams": {"c": 10**9}}}},
+        {"ethereumKey": {"crypto": {"kdf": "scrypt", "kdfparams": {"n": 2**30, "r": 8, "p": 1}}}},
+        {"ethereumKey": {"crypto": {"kdf": "scrypt", "kdfparams": {"n": 2**14, "r": 64, "p": 1}}}},
     ],
 )
 def test_malformed_node_key_files_are_refused(
