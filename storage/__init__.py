@@ -1,29 +1,10 @@
-"""datadebit's storage: everything about bytes at rest.
+"""datadebit's storage: everything about bytes at rest. Never imports web3 or `marketplace`.
 
-Envelope encryption (`storage.envelope`), content identifiers (`storage.cid`, computed by the
-UnixFS builder in `storage.unixfs`) and content stores (`storage.stores`). Never imports web3
-or `marketplace`.
+- `storage.keys`: `DataKey`, the per-version data key; `storage.keyfile` keeps one on disk.
+- `storage.envelope`: `encrypt`/`decrypt` (streams) and `encrypt_file`/`decrypt_file`.
+- `storage.cid`: `Cid`; `storage.unixfs`: `compute_cid`, `file_cid`, the UnixFS DAG builder.
+- `storage.stores`: `ContentStore`, `LocalStore` (embedded) and `IpfsStore` (Kubo HTTP RPC).
+- `storage.errors`: `StorageError` and one subclass per failure.
+
+Nothing is re-exported here, so importing `storage.keys` does not load httpx or multiformats.
 """
-
-from storage.cid import Cid
-from storage.envelope import EncryptedFile, decrypt, decrypt_file, encrypt, encrypt_file
-from storage.errors import StorageError
-from storage.keys import DataKey
-from storage.stores import ContentStore, IpfsStore, LocalStore
-from storage.unixfs import compute_cid, file_cid
-
-__all__ = [
-    "Cid",
-    "ContentStore",
-    "DataKey",
-    "EncryptedFile",
-    "IpfsStore",
-    "LocalStore",
-    "StorageError",
-    "compute_cid",
-    "decrypt",
-    "decrypt_file",
-    "encrypt",
-    "encrypt_file",
-    "file_cid",
-]
