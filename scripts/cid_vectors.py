@@ -12,6 +12,7 @@ CID is printed next to the daemon's for information, but the file records the da
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -40,15 +41,15 @@ def _pattern() -> bytes:
     return out[:PATTERN_PERIOD]
 
 
-_DOUBLED: bytes | None = None
+@functools.cache
+def _doubled_pattern() -> bytes:
+    """Two periods back to back, so any window of up to one period is a plain slice."""
+    return _pattern() * 2
 
 
 def pattern_pieces(size: int, piece: int = 1 << 20) -> Iterator[memoryview]:
     """The first `size` bytes of the endless repetition of the pattern, in `piece`-byte views."""
-    global _DOUBLED  # noqa: PLW0603 - built once, 2 MB, read-only
-    if _DOUBLED is None:
-        _DOUBLED = _pattern() * 2
-    view = memoryview(_DOUBLED)
+    view = memoryview(_doubled_pattern())
     piece = min(piece, PATTERN_PERIOD)
     pos = 0
     while pos < size:

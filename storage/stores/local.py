@@ -37,8 +37,8 @@ class LocalStore:
 
     def _write_block(self, cid: Cid, block: bytes) -> None:
         path = self._block_path(cid)
-        if path.exists() and path.stat().st_size == len(block):
-            return
+        if path.is_file() and cid.matches(path.read_bytes()):
+            return  # already there and intact; a damaged copy is rewritten
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(path, fsync=self._fsync) as out:
             out.write(block)

@@ -59,6 +59,15 @@ def test_a_corrupted_block_is_refused_and_get_leaves_no_file(
     assert list(out.iterdir()) == []
 
 
+def test_putting_again_repairs_a_damaged_block(store: LocalStore) -> None:
+    data = os.urandom(2 * CHUNK_SIZE)
+    cid = store.put(io.BytesIO(data))
+    leaf = next(p for p in block_files(store) if p.name != cid.text)
+    leaf.write_bytes(b"rot")
+    assert store.put(io.BytesIO(data)) == cid
+    assert b"".join(store.stream(cid)) == data
+
+
 def test_a_swapped_block_is_refused(store: LocalStore) -> None:
     """A block file moved under another CID's name fails that CID's check."""
     cid_a = store.put(io.BytesIO(b"a" * 10))
