@@ -99,7 +99,7 @@ class EnvelopeHeader:
 
     @classmethod
     def parse(cls, raw: bytes) -> EnvelopeHeader:
-        """Check magic, format and length; the key and chunk size are checked by `open`."""
+        """Check magic, format and length; the key and chunk size are `check_key`'s job."""
         if len(raw) < len(MAGIC) and MAGIC.startswith(raw):
             raise EnvelopeTruncated(0, f"header is {len(raw)} of {HEADER_SIZE} bytes")
         if raw[: len(MAGIC)] != MAGIC:
@@ -110,7 +110,8 @@ class EnvelopeHeader:
             raise EnvelopeTruncated(0, f"header is {len(raw)} of {HEADER_SIZE} bytes")
         _, version, chunk_size = _FIXED.unpack_from(raw)
         stream_header = raw[_FIXED.size : _FIXED.size + STREAM_HEADER_SIZE]
-        return cls(chunk_size, stream_header, raw[HEADER_SIZE - COMMITMENT_SIZE :], version)
+        commitment = raw[HEADER_SIZE - COMMITMENT_SIZE : HEADER_SIZE]
+        return cls(chunk_size, stream_header, commitment, version)
 
     def check_key(self, key: DataKey) -> None:
         """Raise `WrongKey` unless `key` is the one this header was sealed with."""
