@@ -16,7 +16,7 @@ import nacl.exceptions
 import nacl.utils
 from eth_utils.address import to_checksum_address
 
-from marketplace.keyrelease.errors import CapsuleOpenFailed, MalformedCapsule
+from marketplace.keyrelease.errors import CapsuleOpenFailed, InvalidField, MalformedCapsule
 from marketplace.keyrelease.group import Point, SecretScalar, tag
 from storage.keys import DataKey
 
@@ -42,17 +42,17 @@ class CapsuleContext:
 
     def __post_init__(self) -> None:
         if not 0 <= self.chain_id <= _UINT256_MAX:
-            raise ValueError("chain id must fit uint256")
+            raise InvalidField("chainId", "must fit uint256")
         if not 0 <= self.listing_id <= _UINT256_MAX:
-            raise ValueError("listing id must fit uint256")
+            raise InvalidField("listingId", "must fit uint256")
         if not 1 <= self.version <= _UINT32_MAX:
-            raise ValueError("version must be in 1..2^32-1")
+            raise InvalidField("version", "must be in 1..2^32-1")
         if not self.cid_bytes:
-            raise ValueError("cid bytes must not be empty")
+            raise InvalidField("cid", "must not be empty")
         try:
             market = to_checksum_address(self.market)
         except ValueError as e:
-            raise ValueError("market must be a 20-byte hex address") from e
+            raise InvalidField("market", "must be a 20-byte hex address") from e
         object.__setattr__(self, "market", market)
 
     def to_bytes(self) -> bytes:

@@ -28,6 +28,15 @@ class InvalidScalar(KeyReleaseError, ValueError):
         super().__init__(f"{what} is not a canonical scalar modulo L")
 
 
+class InvalidField(KeyReleaseError, ValueError):
+    """An id, version, address or CID is out of its on-chain type's range."""
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        self.field_name = field_name
+        self.reason = reason
+        super().__init__(f"invalid {field_name}: {reason}")
+
+
 class InvalidThreshold(KeyReleaseError, ValueError):
     """The committee parameters are out of range: 1 <= t <= n <= 255."""
 

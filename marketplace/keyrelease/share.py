@@ -17,6 +17,7 @@ from marketplace.keyrelease.buyer_key import BuyerPublicKey, BuyerSecretKey
 from marketplace.keyrelease.capsule import Capsule
 from marketplace.keyrelease.errors import (
     InvalidBuyerKey,
+    InvalidField,
     InvalidShareProof,
     MalformedKeyShare,
     SealedShareMismatch,
@@ -141,8 +142,10 @@ def _make_key_share(
     share: NodeShare, capsule: Capsule, debit_id: int, version: int, *, _k: SecretScalar
 ) -> KeyShare:
     """`make_key_share` with an explicit proof nonce k: for test vectors only."""
-    if not 0 <= debit_id <= _UINT256_MAX or not 1 <= version <= _UINT32_MAX:
-        raise ValueError("debit id must fit uint256 and version 1..2^32-1")
+    if not 0 <= debit_id <= _UINT256_MAX:
+        raise InvalidField("debitId", "must fit uint256")
+    if not 1 <= version <= _UINT32_MAX:
+        raise InvalidField("version", "must be in 1..2^32-1")
     s_i, k, r = share.secret._scalar, _k._scalar, capsule.r_point
     d_i = r * s_i
     a1, a2 = Point.base_mul(k), r * k

@@ -11,6 +11,7 @@ from marketplace.keyrelease import (
     Capsule,
     CapsuleContext,
     CapsuleOpenFailed,
+    InvalidField,
     MalformedCapsule,
     make_capsule,
 )
@@ -66,20 +67,21 @@ def test_context_normalises_the_market_address() -> None:
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "field_name"),
     [
-        {"version": 0},
-        {"version": 2**32},
-        {"chain_id": -1},
-        {"listing_id": 2**256},
-        {"cid_bytes": b""},
-        {"market": "0x1234"},
-        {"market": "not an address"},
+        ({"version": 0}, "version"),
+        ({"version": 2**32}, "version"),
+        ({"chain_id": -1}, "chainId"),
+        ({"listing_id": 2**256}, "listingId"),
+        ({"cid_bytes": b""}, "cid"),
+        ({"market": "0x1234"}, "market"),
+        ({"market": "not an address"}, "market"),
     ],
 )
-def test_context_refuses_out_of_range_fields(changes: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+def test_context_refuses_out_of_range_fields(changes: dict[str, object], field_name: str) -> None:
+    with pytest.raises(InvalidField) as caught:
         make_ctx(**changes)
+    assert caught.value.field_name == field_name
 
 
 def test_open_capsule_with_the_right_z_and_context_only(published: Published) -> None:

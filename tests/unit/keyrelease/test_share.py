@@ -11,6 +11,7 @@ from marketplace.keyrelease import (
     BuyerPublicKey,
     BuyerSecretKey,
     InvalidBuyerKey,
+    InvalidField,
     InvalidPoint,
     InvalidScalar,
     InvalidShareProof,
@@ -218,5 +219,5 @@ def test_buyer_public_key_must_be_32_bytes() -> None:
 def test_make_key_share_refuses_out_of_range_ids(published: Published) -> None:
     node = published.dealt.shares[0]
     for debit_id, version in [(-1, 1), (2**256, 1), (1, 0), (1, 2**32)]:
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidField):
             make_key_share(node, published.capsule, debit_id, version)
