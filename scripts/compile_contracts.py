@@ -111,7 +111,8 @@ def main() -> int:
             continue
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)} ({len(artifact['deployedBytecode']) // 2 - 1} bytes runtime)")
+        runtime = len(artifact["deployedBytecode"]) // 2 - 1
+        print(f"wrote {path.relative_to(ROOT)} ({runtime} bytes runtime)")
     if stale:
         print(
             "stale contract artifacts: " + ", ".join(map(str, stale)),

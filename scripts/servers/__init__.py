@@ -1,1 +1,4 @@
-"""Launchers for the real servers that integration tests and the devstack run: anvil, a js-ipfs daemon."""
+"""Launchers for the real servers that integration tests and the devstack run.
+
+anvil (an Ethereum node) and a js-ipfs daemon.
+"""

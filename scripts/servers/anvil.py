@@ -47,10 +47,10 @@ def _answers(url: str) -> bool:
 def start_anvil(*, port: int | None = None, startup_timeout: float = 15.0) -> Iterator[str]:
     """Run anvil until the block exits; yields its JSON-RPC URL."""
     if not ANVIL.is_file():
-        raise AnvilError(f"anvil not installed at {ANVIL}; run `npm ci` (bash scripts/dev test does)")
+        raise AnvilError(f"anvil not installed at {ANVIL}; `bash scripts/dev test` installs it")
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(  # noqa: S603 - fixed binary, our own arguments
+    proc = subprocess.Popen(
         [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),
          "--silent"],
         stdin=subprocess.DEVNULL,
