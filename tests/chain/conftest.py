@@ -215,7 +215,7 @@ class CompiledContract:
 
 
 @pytest.fixture(scope="session")
-def test_contracts() -> dict[str, CompiledContract]:
+def helper_contracts() -> dict[str, CompiledContract]:
     """tests/chain/contracts/*.sol, compiled once per session through the solcjs wrapper
     (never written to contracts/artifacts). They import the market's interface."""
     sources = {p.name: {"content": p.read_text()} for p in sorted(TEST_CONTRACTS.glob("*.sol"))}

@@ -90,7 +90,7 @@ PRICES = [0, 3, 1_000_003, 10**15 + 7]
 ACTOR = st.integers(0, 3)  # owner, stranger (owner of listings 3 and 4), buyer, other buyer
 
 #: (max_examples, stateful_step_count) per backend; eth-tester writes cost ~30 ms each.
-BUDGETS = {"embedded": (30, 25), "anvil": (10, 20)}
+BUDGETS = {"embedded": (25, 25), "anvil": (10, 20)}
 
 
 @dataclass

@@ -35,9 +35,9 @@ class Attack:
 
 
 @pytest.fixture
-def attack(env: ChainEnv, test_contracts: dict[str, CompiledContract]) -> Iterator[Attack]:
+def attack(env: ChainEnv, helper_contracts: dict[str, CompiledContract]) -> Iterator[Attack]:
     """An attacker contract with 1 ether credited, in a market holding 6 ether in escrow."""
-    compiled = test_contracts["ReentrantReceiver"]
+    compiled = helper_contracts["ReentrantReceiver"]
     attacker = deploy_contract(env, compiled, env.market.address)
     listing_id = new_listing(env, price=CREDIT, period=3_600, auto=False)
     victims = [new_debit(env, listing_id, buyer=env.actors.other_buyer, periods=6).value]
