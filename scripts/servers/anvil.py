@@ -6,9 +6,6 @@ Used by the integration tests and the devstack; no pytest dependency.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from scripts.servers.process import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -25,12 +24,6 @@ CHAIN_ID = 31337
 
 class AnvilError(RuntimeError):
     """anvil is missing, or did not come up."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers(url: str) -> bool:
@@ -70,18 +63,5 @@ def start_anvil(*, port: int | None = None, startup_timeout: float = 15.0) -> It
         yield url
     finally:
         stop_process_group(proc)
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the process's group, then SIGKILL it if it lingers."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
-        except ProcessLookupError:
-            pass
-    if proc.stderr:
-        proc.stderr.close()
+        if proc.stderr:
+            proc.stderr.close()

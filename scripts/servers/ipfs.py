@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from scripts.servers.process import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 JSIPFS = ROOT / "node_modules" / "ipfs" / "src" / "cli.js"
@@ -36,13 +36,6 @@ _START_ATTEMPTS = 3
 
 class IpfsDaemonError(RuntimeError):
     """The daemon could not be set up or did not come up; the message carries its log tail."""
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (the daemon binds it shortly after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def node_config(api_port: int, gateway_port: int, rpc_port: int) -> dict[str, object]:
@@ -190,16 +183,8 @@ class IpfsDaemon:
     def stop(self) -> None:
         """Terminate the daemon's whole process group and wait for it."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_process_group(proc)
 
     def __enter__(self) -> IpfsDaemon:
         self.start()
