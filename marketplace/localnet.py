@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.chain.types import Committee
+from marketplace.committee import NodeKey
 from marketplace.eip712 import Eip712Domain
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import SqliteDatabase
-from marketplace.gateway.releaser import NodeIdentity
 from marketplace.gateway.service import GatewayService
 from marketplace.gateway.state import GatewayState
 from marketplace.keyclient import KeyClient
@@ -65,7 +65,7 @@ class LocalNetwork:
             i: GatewayService(
                 market=market,
                 state=GatewayState(SqliteDatabase(":memory:")),
-                node=NodeIdentity(dealt.shares[i - 1], nodes[i - 1]),
+                node=NodeKey(dealt.shares[i - 1], nodes[i - 1]),
             )
             for i in range(1, size + 1)
         }

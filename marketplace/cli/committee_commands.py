@@ -49,7 +49,7 @@ def init(
     if t > n:
         raise typer.BadParameter(f"the threshold {t} exceeds the {n} nodes", param_hint="--t")
     url_list = _parse_urls(urls, n)
-    passphrase = _passphrase(passphrase_file)
+    passphrase = read_passphrase(passphrase_file)
     try:
         public, key_files = create_committee(n, t, passphrase, strength=kdf, urls=url_list)
         paths = write_committee(out, public, key_files)
@@ -72,8 +72,9 @@ def _parse_urls(urls: str | None, n: int) -> list[str] | None:
     return parts
 
 
-def _passphrase(passphrase_file: Path | None) -> str:
-    """From the file (one trailing newline dropped), the environment, or a prompt."""
+def read_passphrase(passphrase_file: Path | None, *, confirm: bool = True) -> str:
+    """From the file (one trailing newline dropped), the environment, or a prompt
+    (typed twice when `confirm`, as when new key files are sealed with it)."""
     if passphrase_file is not None:
         try:
             text = passphrase_file.read_text(encoding="utf-8")
@@ -84,7 +85,7 @@ def _passphrase(passphrase_file: Path | None) -> str:
         passphrase = text.removesuffix("\n").removesuffix("\r")
     else:
         passphrase = os.environ.get(PASSPHRASE_ENV) or typer.prompt(
-            "Passphrase for the node key files", hide_input=True, confirmation_prompt=True
+            "Passphrase for the node key files", hide_input=True, confirmation_prompt=confirm
         )
     if not passphrase:
         raise typer.BadParameter("the passphrase must not be empty")

@@ -15,12 +15,11 @@ from eth_account.signers.local import LocalAccount
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import connect
 from marketplace.chain.types import Committee
-from marketplace.cli.committee_commands import PASSPHRASE_ENV
+from marketplace.cli.committee_commands import read_passphrase
 from marketplace.committee import load_node_key, read_public_committee
 from marketplace.errors import MarketplaceError
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import open_database
-from marketplace.gateway.releaser import NodeIdentity
 from marketplace.gateway.service import GatewayService, Timing
 from marketplace.gateway.state import GatewayState
 
@@ -92,7 +91,7 @@ def serve(
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    passphrase = _passphrase(passphrase_file)
+    passphrase = read_passphrase(passphrase_file, confirm=False)
     try:
         key = load_node_key(node_key, passphrase)
         urls = {}
@@ -101,7 +100,7 @@ def serve(
         service = GatewayService(
             market=MarketClient(connect(rpc), market),
             state=GatewayState(open_database(state or f"gateway-node-{key.index}.db")),
-            node=NodeIdentity(key.share, key.account),
+            node=key,
             confirmations=confirmations,
             timing=Timing(poll_interval, anchor_interval, 1, head_ttl),
             node_urls={int(i): u for i, u in urls.items()},
@@ -109,12 +108,3 @@ def serve(
     except MarketplaceError as e:
         raise _fail(str(e)) from e
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
-
-
-def _passphrase(path: Path | None) -> str:
-    if path is not None:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    from_env = os.environ.get(PASSPHRASE_ENV)
-    if from_env:
-        return from_env
-    return str(typer.prompt("node key passphrase", hide_input=True))

@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from eth_account.signers.local import LocalAccount
-
 from marketplace.chain.errors import UnknownDebit, UnknownVersion
 from marketplace.chain.events import DebitConsented, DebitRequested, MarketEvent, VersionPublished
 from marketplace.chain.market import MarketClient
+from marketplace.committee import NodeKey
 from marketplace.eip712 import (
     Eip712Domain,
     KeyRequest,
@@ -34,7 +33,6 @@ from marketplace.gateway.state import GatewayState, IndexedDebit, IndexedVersion
 from marketplace.gateway.watcher import ChainWatcher
 from marketplace.keyrelease.buyer_key import BuyerPublicKey
 from marketplace.keyrelease.capsule import Capsule
-from marketplace.keyrelease.keys import NodeShare
 from marketplace.keyrelease.share import make_sealed_share
 
 log = logging.getLogger(__name__)
@@ -86,18 +84,6 @@ class NotEntitled(ReleaseRefused):
 
 
 @dataclass(frozen=True, slots=True)
-class NodeIdentity:
-    """What a node holds: its share s_i (with Y_i) and its Ethereum key for receipts."""
-
-    share: NodeShare
-    account: LocalAccount
-
-    @property
-    def index(self) -> int:
-        return int(self.share.index)
-
-
-@dataclass(frozen=True, slots=True)
 class SignedRelease:
     release: Release
     receipt: ReleaseReceipt
@@ -111,7 +97,7 @@ class KeyReleaser:
         market: MarketClient,
         state: GatewayState,
         watcher: ChainWatcher,
-        node: NodeIdentity,
+        node: NodeKey,
         *,
         now: Callable[[], float] = time.time,
         head_ttl: float = 0.0,

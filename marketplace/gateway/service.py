@@ -11,8 +11,9 @@ from typing import Any
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.types import Committee
+from marketplace.committee import NodeKey
 from marketplace.gateway.anchoring import Anchorer
-from marketplace.gateway.releaser import KeyReleaser, NodeIdentity
+from marketplace.gateway.releaser import KeyReleaser
 from marketplace.gateway.state import GatewayState
 from marketplace.gateway.watcher import ChainWatcher
 
@@ -35,7 +36,7 @@ class GatewayService:
 
     market: MarketClient
     state: GatewayState
-    node: NodeIdentity
+    node: NodeKey
     confirmations: int = 0
     start_block: int = 0
     timing: Timing = field(default_factory=Timing)

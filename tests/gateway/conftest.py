@@ -23,10 +23,10 @@ from web3 import Web3
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.chain.types import Committee
+from marketplace.committee import NodeKey
 from marketplace.eip712 import Eip712Domain, KeyRequest, sign
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import SqliteDatabase
-from marketplace.gateway.releaser import NodeIdentity
 from marketplace.gateway.service import GatewayService
 from marketplace.gateway.state import GatewayState
 from marketplace.keyclient import KeyClient
@@ -144,7 +144,7 @@ def build_stack(w3: Web3, *, confirmations: int = 0) -> Stack:
         i: GatewayService(
             market=market,
             state=GatewayState(SqliteDatabase(":memory:")),
-            node=NodeIdentity(dealt.shares[i - 1], node_accounts[i - 1]),
+            node=NodeKey(dealt.shares[i - 1], node_accounts[i - 1]),
             confirmations=confirmations,
         )
         for i in (1, 2, 3)

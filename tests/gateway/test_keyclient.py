@@ -16,9 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from marketplace.committee import NodeKey
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import SqliteDatabase
-from marketplace.gateway.releaser import MAX_EXPIRY_AHEAD, NodeIdentity
+from marketplace.gateway.releaser import MAX_EXPIRY_AHEAD
 from marketplace.gateway.service import GatewayService
 from marketplace.gateway.state import GatewayState
 from marketplace.keyclient import KeyFetchFailed
@@ -149,7 +150,7 @@ def test_node_with_the_wrong_share_secret_is_named(sold: Sold) -> None:
     impostor = GatewayService(
         market=stack.market,
         state=GatewayState(SqliteDatabase(":memory:")),
-        node=NodeIdentity(NodeShare.from_secret(1, SecretScalar.random()), stack.node_accounts[0]),
+        node=NodeKey(NodeShare.from_secret(1, SecretScalar.random()), stack.node_accounts[0]),
     )
     impostor_client = TestClient(create_app(impostor, run_background=False))
     clients = _bad_first(stack, 1, _through(impostor_client))
