@@ -213,8 +213,8 @@ class MarketClient:
     ) -> bool:
         return bool(self._call(self.contract.functions.isEntitled(debit_id, version), block))
 
-    def committee(self) -> Committee:
-        key, threshold, nodes, share_keys = self._call(self.contract.functions.committee())
+    def committee(self, *, block: BlockIdentifier = "latest") -> Committee:
+        key, threshold, nodes, share_keys = self._call(self.contract.functions.committee(), block)
         return Committee(
             committee_key=bytes(key),
             threshold=int(threshold),
@@ -268,17 +268,19 @@ class MarketClient:
     def claimable(self, debit_id: int) -> Wei:
         return Wei(self._call(self.contract.functions.claimable(debit_id)))
 
-    def balance_of(self, account: str) -> Wei:
-        return Wei(self._call(self.contract.functions.balanceOf(to_checksum_address(account))))
+    def balance_of(self, account: str, *, block: BlockIdentifier = "latest") -> Wei:
+        fn = self.contract.functions.balanceOf(to_checksum_address(account))
+        return Wei(self._call(fn, block))
 
-    def listing_count(self) -> int:
-        return int(self._call(self.contract.functions.listingCount()))
+    def listing_count(self, *, block: BlockIdentifier = "latest") -> int:
+        return int(self._call(self.contract.functions.listingCount(), block))
 
-    def debit_count(self) -> int:
-        return int(self._call(self.contract.functions.debitCount()))
+    def debit_count(self, *, block: BlockIdentifier = "latest") -> int:
+        return int(self._call(self.contract.functions.debitCount(), block))
 
-    def anchor_count(self, node: str) -> int:
-        return int(self._call(self.contract.functions.anchorCount(to_checksum_address(node))))
+    def anchor_count(self, node: str, *, block: BlockIdentifier = "latest") -> int:
+        fn = self.contract.functions.anchorCount(to_checksum_address(node))
+        return int(self._call(fn, block))
 
     def contract_balance(self, *, block: BlockIdentifier = "latest") -> Wei:
         """Ether the market holds (escrow plus credited balances)."""
