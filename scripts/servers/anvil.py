@@ -37,15 +37,19 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def start_anvil(*, port: int | None = None, startup_timeout: float = 15.0) -> Iterator[str]:
-    """Run anvil until the block exits; yields its JSON-RPC URL."""
+def start_anvil(
+    *, port: int | None = None, startup_timeout: float = 15.0, block_time: float | None = None
+) -> Iterator[str]:
+    """Run anvil until the block exits; yields its JSON-RPC URL. Without `block_time` it
+    mines one block per transaction; with it, a block every `block_time` seconds."""
     if not ANVIL.is_file():
         raise AnvilError(f"anvil not installed at {ANVIL}; `bash scripts/dev test` installs it")
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
+    interval = [] if block_time is None else ["--block-time", str(block_time)]
     proc = subprocess.Popen(
         [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),
-         "--silent"],
+         "--silent", *interval],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

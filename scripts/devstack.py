@@ -1,0 +1,452 @@
+"""A whole datadebit network as separate processes on loopback, for trying the CLI by hand
+and for the multi-process integration test.
+
+    .venv/bin/python -m scripts.devstack [--nodes 3] [--threshold 2] [--state-dir DIR]
+                                          [--block-time SECONDS]
+
+Starts anvil and a js-ipfs daemon on free ports, deals a committee with
+`datadebit committee init` (node URLs filled in), deploys the market with `datadebit deploy`,
+funds the node accounts (they pay for their release anchors) and runs one
+`datadebit gateway serve` process per node, each with its own SQLite file and log in the
+state directory. It prints the environment the CLI needs (also written to
+`<state-dir>/env.sh` and `<state-dir>/datadebit.toml`) and stays in the foreground until
+Ctrl-C or SIGTERM, then stops every process group it started.
+
+The wallets are anvil's public development accounts (the well-known test mnemonic): fine
+for a throwaway local chain, never for anything else. The node key files' passphrase lives
+in a 0600 file in the state directory and is never printed.
+
+Tests use the programmatic form:
+
+    with DevStack.start(tmp_path, nodes=3, threshold=2) as stack:
+        subprocess.run([...], env=stack.cli_env("buyer_a"))
+        stack.kill_gateway(1)
+        stack.start_gateway(1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from eth_account import Account
+
+from marketplace.chain.provider import DevChain, connect
+from marketplace.committee import read_public_committee
+from scripts.servers.anvil import start_anvil
+from scripts.servers.ipfs import IpfsDaemon
+from scripts.servers.process import free_port, stop_process_group
+
+ROOT = Path(__file__).resolve().parents[1]
+ETHER = 10**18
+NODE_FUNDING = 10 * ETHER
+#: anvil's default accounts come from this public test mnemonic.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+#: Which anvil dev account plays which part (index in the mnemonic's derivation path).
+ROLES = {"deployer": 0, "owner": 1, "buyer_a": 2, "buyer_b": 3}
+#: Variables of the CLI's shared configuration; child processes get only ours.
+ENV_PREFIX = "DATADEBIT_"
+_LOG_TAIL = 3000
+
+
+class DevStackError(RuntimeError):
+    """A part of the stack did not come up; the message names it and carries its log tail."""
+
+
+@dataclass(frozen=True)
+class DevAccount:
+    """One of anvil's public dev accounts; the key is public knowledge, not a secret."""
+
+    role: str
+    index: int
+    address: str
+    private_key: str
+
+
+def dev_accounts() -> dict[str, DevAccount]:
+    """The role → account table, derived from anvil's mnemonic (no keys copied by hand)."""
+    Account.enable_unaudited_hdwallet_features()
+    accounts = {}
+    for role, index in ROLES.items():
+        account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+        accounts[role] = DevAccount(role, index, account.address, "0x" + account.key.hex())
+    return accounts
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-_LOG_TAIL:].strip()
+    except OSError:
+        return "(no log)"
+
+
+def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without any DATADEBIT_* setting (a user's own config must
+    not leak into the stack), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(extra or {})
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "marketplace.cli", *args]
+
+
+def run_cli(args: list[str], *, env: Mapping[str, str], log: Path, timeout: float = 120.0) -> str:
+    """Run one `datadebit` command to completion; its stdout is returned and, with stderr,
+    appended to `log`. A failure raises with the command's output."""
+    done = subprocess.run(
+        _cli(*args), cwd=ROOT, env=dict(env), capture_output=True, text=True,
+        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+    )
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ datadebit {' '.join(args)}\n{done.stdout}{done.stderr}\n")
+    if done.returncode != 0:
+        raise DevStackError(
+            f"`datadebit {args[0]} {args[1] if len(args) > 1 else ''}` failed "
+            f"({done.returncode}): {(done.stdout + done.stderr).strip()[-_LOG_TAIL:]}"
+        )
+    return done.stdout
+
+
+@dataclass
+class Gateway:
+    """One `datadebit gateway serve` process: its port, state file and log stay fixed
+    across restarts, so a restarted node resumes from its persisted cursor."""
+
+    index: int
+    port: int
+    node_key: Path
+    database: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class DevStack:
+    """anvil + js-ipfs + a deployed market + one gateway process per committee node."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        nodes: int,
+        threshold: int,
+        poll_interval: float,
+        anchor_interval: float,
+        startup_timeout: float,
+    ) -> None:
+        self.state_dir = state_dir
+        self.nodes = nodes
+        self.threshold = threshold
+        self.poll_interval = poll_interval
+        self.anchor_interval = anchor_interval
+        self.startup_timeout = startup_timeout
+        self.accounts = dev_accounts()
+        self.committee_dir = state_dir / "committee"
+        self.committee_file = self.committee_dir / "committee.json"
+        self.passphrase_file = state_dir / "node-passphrase"
+        self.setup_log = state_dir / "setup.log"
+        self.rpc_url = ""
+        self.store_url = ""
+        self.market = ""
+        self.ipfs: IpfsDaemon | None = None
+        self.gateways: dict[int, Gateway] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def start(
+        cls,
+        state_dir: Path,
+        *,
+        nodes: int = 3,
+        threshold: int = 2,
+        block_time: float | None = None,
+        poll_interval: float = 0.2,
+        anchor_interval: float = 2.0,
+        startup_timeout: float = 60.0,
+    ) -> Iterator[DevStack]:
+        """Bring the whole stack up in an empty (or new) `state_dir`; everything started
+        is stopped when the block exits, however it exits."""
+        if not 1 <= threshold <= nodes:
+            raise DevStackError(f"threshold {threshold} must be between 1 and {nodes} nodes")
+        state_dir = Path(state_dir).resolve()
+        if state_dir.exists() and any(state_dir.iterdir()):
+            raise DevStackError(f"state directory {state_dir} is not empty; give a fresh one")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        stack = cls(
+            state_dir, nodes=nodes, threshold=threshold, poll_interval=poll_interval,
+            anchor_interval=anchor_interval, startup_timeout=startup_timeout,
+        )
+        with ExitStack() as cleanup:
+            # js-ipfs takes ~10 s to init and start: it comes up while the rest is set up.
+            ipfs = stack.ipfs = IpfsDaemon(state_dir / "ipfs", startup_timeout=startup_timeout)
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipfs-start")
+            ipfs_started = pool.submit(ipfs.start)
+            cleanup.callback(_stop_after, ipfs_started, ipfs.stop, pool)
+            stack.rpc_url = cleanup.enter_context(start_anvil(block_time=block_time))
+            cleanup.callback(stack.stop_gateways)
+            stack._deal_and_deploy()
+            for index in stack.gateways:
+                stack.start_gateway(index, wait=False)
+            for index in stack.gateways:
+                stack.wait_healthy(index)
+            stack.store_url = ipfs_started.result()
+            stack._write_env_files()
+            yield stack
+
+    def _deal_and_deploy(self) -> None:
+        ports = [free_port() for _ in range(self.nodes)]
+        self.passphrase_file.touch(mode=0o600)
+        self.passphrase_file.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+        env = _child_env()
+        run_cli(
+            ["committee", "init", "--n", str(self.nodes), "--t", str(self.threshold),
+             "--out", str(self.committee_dir),
+             "--urls", ",".join(f"http://127.0.0.1:{p}" for p in ports),
+             "--passphrase-file", str(self.passphrase_file), "--kdf", "interactive"],
+            env=env, log=self.setup_log,
+        )
+        deployer = self.accounts["deployer"]
+        out = run_cli(
+            ["deploy", "--committee", str(self.committee_file), "--rpc", self.rpc_url],
+            env=_child_env({f"{ENV_PREFIX}PRIVATE_KEY": deployer.private_key}),
+            log=self.setup_log,
+        )
+        self.market = out.strip().splitlines()[-1].strip()
+        dev = DevChain(connect(self.rpc_url))
+        for node in read_public_committee(self.committee_file).nodes:
+            dev.fund(node.address, NODE_FUNDING)
+            self.gateways[node.index] = Gateway(
+                index=node.index,
+                port=ports[node.index - 1],
+                node_key=self.committee_dir / f"node-{node.index}.json",
+                database=self.state_dir / f"gateway-{node.index}.db",
+                log=self.state_dir / f"gateway-{node.index}.log",
+            )
+
+    def start_gateway(self, index: int, *, wait: bool = True) -> None:
+        """(Re)start node `index` on its port and state file; with `wait`, returns once it
+        is healthy."""
+        gateway = self.gateways[index]
+        if gateway.running:
+            raise DevStackError(f"gateway {index} is already running")
+        args = _cli(
+            "gateway", "serve",
+            "--node-key", str(gateway.node_key),
+            "--rpc", self.rpc_url,
+            "--market", self.market,
+            "--state", f"sqlite:///{gateway.database}",
+            "--port", str(gateway.port),
+            "--committee", str(self.committee_file),
+            "--passphrase-file", str(self.passphrase_file),
+            "--poll-interval", str(self.poll_interval),
+            "--anchor-interval", str(self.anchor_interval),
+        )
+        with gateway.log.open("ab") as log:
+            log.write(f"--- starting gateway {index} on {gateway.url}\n".encode())
+            log.flush()
+            gateway.proc = subprocess.Popen(
+                args, cwd=ROOT, env=_child_env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        if wait:
+            self.wait_healthy(index)
+
+    def wait_healthy(self, index: int, timeout: float | None = None) -> dict[str, object]:
+        """Poll `/v1/health` until it says ok; its body is returned."""
+        gateway = self.gateways[index]
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if gateway.proc is None or gateway.proc.poll() is not None:
+                code = None if gateway.proc is None else gateway.proc.returncode
+                raise DevStackError(
+                    f"gateway {index} exited ({code}) before it was healthy:\n{_tail(gateway.log)}"
+                )
+            try:
+                answer = httpx.get(f"{gateway.url}/v1/health", timeout=2.0)
+                if answer.status_code == 200:
+                    body: dict[str, object] = answer.json()
+                    return body
+                last = f"HTTP {answer.status_code}: {answer.text[:200]}"
+            except httpx.TransportError as e:
+                last = type(e).__name__
+            time.sleep(0.1)
+        raise DevStackError(
+            f"gateway {index} not healthy on {gateway.url} after "
+            f"{timeout or self.startup_timeout:.0f} s ({last}):\n{_tail(gateway.log)}"
+        )
+
+    def health(self, index: int) -> dict[str, object]:
+        """One `/v1/health` answer of node `index` (raises if it does not answer)."""
+        answer = httpx.get(f"{self.gateways[index].url}/v1/health", timeout=5.0)
+        body: dict[str, object] = answer.json()
+        return body
+
+    def kill_gateway(self, index: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send `sig` (default: SIGKILL, a crash) to node `index`'s process group and reap it."""
+        gateway = self.gateways[index]
+        if gateway.proc is None:
+            return
+        proc, gateway.proc = gateway.proc, None
+        if proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+    def stop_gateways(self) -> None:
+        for gateway in self.gateways.values():
+            proc, gateway.proc = gateway.proc, None
+            if proc is not None:
+                stop_process_group(proc)
+
+    # -- what users and tests need -----------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The CLI's configuration for this stack, with the owner's wallet."""
+        return {
+            f"{ENV_PREFIX}RPC": self.rpc_url,
+            f"{ENV_PREFIX}MARKET": self.market,
+            f"{ENV_PREFIX}STORE": self.store_url,
+            f"{ENV_PREFIX}COMMITTEE": str(self.committee_file),
+            f"{ENV_PREFIX}PRIVATE_KEY": self.accounts["owner"].private_key,
+        }
+
+    def cli_env(self, role: str = "owner") -> dict[str, str]:
+        """A full environment for running `datadebit` as `role` against this stack."""
+        env = _child_env(self.env)
+        env[f"{ENV_PREFIX}PRIVATE_KEY"] = self.accounts[role].private_key
+        return env
+
+    def pids(self) -> dict[str, int]:
+        """Process ids of what runs now (anvil's launcher does not expose its pid)."""
+        found = {f"gateway-{i}": g.proc.pid for i, g in self.gateways.items()
+                 if g.proc is not None and g.running}
+        if self.ipfs is not None and self.ipfs.pid is not None:
+            found["ipfs"] = self.ipfs.pid
+        return found
+
+    def log_tails(self) -> str:
+        """Every gateway's log tail, for attaching to a failure message."""
+        return "\n".join(
+            f"===== gateway {i} ({g.log}) =====\n{_tail(g.log)}" for i, g in self.gateways.items()
+        )
+
+    def env_script(self) -> str:
+        """What `main` prints and writes to env.sh: exports plus the other roles' keys."""
+        lines = [f"export {name}={value}" for name, value in self.env.items()]
+        owner = self.accounts["owner"]
+        lines[-1] += f"  # owner {owner.address} (anvil dev account {owner.index})"
+        for role in ("buyer_a", "buyer_b"):
+            account = self.accounts[role]
+            label = "buyer " + role.removeprefix("buyer_").upper()
+            lines.append(
+                f"# {label}: export {ENV_PREFIX}PRIVATE_KEY={account.private_key}"
+                f"  # {account.address} (anvil dev account {account.index})"
+            )
+        return "\n".join(lines) + "\n"
+
+    def config_toml(self) -> str:
+        """The same settings as a `--config` file (no wallet: keys do not go in config)."""
+        values = {"rpc": self.rpc_url, "market": self.market, "store": self.store_url,
+                  "committee": str(self.committee_file)}
+        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+
+    def _write_env_files(self) -> None:
+        (self.state_dir / "env.sh").write_text(self.env_script(), encoding="utf-8")
+        (self.state_dir / "datadebit.toml").write_text(self.config_toml(), encoding="utf-8")
+
+    def summary(self) -> str:
+        """Human-readable description of the running stack (comments, safe to print)."""
+        lines = [
+            f"# datadebit devstack: anvil, js-ipfs and {self.nodes} gateways "
+            f"({self.threshold}-of-{self.nodes}); Ctrl-C stops everything.",
+            f"# state directory: {self.state_dir}",
+            f"# market deployed by {self.accounts['deployer'].address}",
+        ]
+        for i, g in self.gateways.items():
+            lines.append(f"# gateway {i}: {g.url}  log {g.log}")
+        lines.append(f"# as a config file: --config {self.state_dir / 'datadebit.toml'}")
+        lines.append(f"# as a shell script: source {self.state_dir / 'env.sh'}")
+        return "\n".join(lines) + "\n"
+
+
+def _stop_after(started: Future[str], stop: Callable[[], None], pool: ThreadPoolExecutor) -> None:
+    """Stop a server that a worker thread is starting: wait for the start to finish (or
+    fail) first, so no daemon is left that came up after the stop."""
+    with suppress(Exception):
+        started.result()
+    pool.shutdown()
+    stop()
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/devstack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=3, help="committee size n (default 3)")
+    parser.add_argument("--threshold", type=int, default=2, help="threshold t (default 2)")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="empty or new directory for all state (default: a new temp dir)")
+    parser.add_argument("--block-time", type=float, default=None,
+                        help="mine a block every N seconds (default: one block per transaction)")
+    parser.add_argument("--poll-interval", type=float, default=0.5,
+                        help="gateways' chain polling interval in seconds (default 0.5)")
+    parser.add_argument("--anchor-interval", type=float, default=10.0,
+                        help="gateways' release-anchoring interval in seconds (default 10)")
+    args = parser.parse_args(argv)
+    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="datadebit-devstack-"))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    print(f"starting the devstack in {state_dir} ...", file=sys.stderr, flush=True)
+    try:
+        with DevStack.start(
+            state_dir, nodes=args.nodes, threshold=args.threshold, block_time=args.block_time,
+            poll_interval=args.poll_interval, anchor_interval=args.anchor_interval,
+        ) as stack:
+            sys.stdout.write(stack.summary() + stack.env_script())
+            sys.stdout.flush()
+            reported: set[int] = set()
+            while True:
+                time.sleep(1.0)
+                for index, gateway in stack.gateways.items():
+                    if not gateway.running and index not in reported:
+                        reported.add(index)
+                        print(f"warning: gateway {index} has exited; see {gateway.log}",
+                              file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print("devstack stopped", file=sys.stderr)
+        return 0
+    except DevStackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
