@@ -1,0 +1,81 @@
+"""The market's views, every one read at the audited block.
+
+An audit pins one block and asks everything there, so a transaction mined while it runs
+cannot make two checks disagree. `ChainView` is the protocol the checks use; tests may
+pass a fake to construct states the contract itself would never reach.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from marketplace.chain.errors import ChainUnavailable
+from marketplace.chain.market import MarketClient
+from marketplace.chain.provider import endpoint_name
+from marketplace.chain.types import Committee, Debit, VersionRecord, Wei
+
+
+class ChainView(Protocol):
+    head: int
+
+    def contract_balance(self) -> Wei: ...
+
+    def balance_of(self, account: str) -> Wei: ...
+
+    def debit(self, debit_id: int) -> Debit: ...
+
+    def debit_count(self) -> int: ...
+
+    def version(self, listing_id: int, version: int) -> VersionRecord: ...
+
+    def version_count(self, listing_id: int) -> int: ...
+
+    def committee(self) -> Committee: ...
+
+    def is_entitled(self, debit_id: int, version: int, block: int) -> bool:
+        """`isEntitled` as the chain answered at `block` (a historical call)."""
+        ...
+
+    def timestamp(self, block: int) -> int: ...
+
+
+class PinnedMarket:
+    """A `MarketClient` whose views all read block `head`."""
+
+    def __init__(self, market: MarketClient, head: int) -> None:
+        self.market = market
+        self.head = head
+        self._timestamps: dict[int, int] = {}
+
+    def contract_balance(self) -> Wei:
+        return self.market.contract_balance(block=self.head)
+
+    def balance_of(self, account: str) -> Wei:
+        return self.market.balance_of(account, block=self.head)
+
+    def debit(self, debit_id: int) -> Debit:
+        return self.market.debit(debit_id, block=self.head)
+
+    def debit_count(self) -> int:
+        return self.market.debit_count(block=self.head)
+
+    def version(self, listing_id: int, version: int) -> VersionRecord:
+        return self.market.version(listing_id, version, block=self.head)
+
+    def version_count(self, listing_id: int) -> int:
+        return self.market.listing(listing_id, block=self.head).version_count
+
+    def committee(self) -> Committee:
+        return self.market.committee(block=self.head)
+
+    def is_entitled(self, debit_id: int, version: int, block: int) -> bool:
+        return self.market.is_entitled(debit_id, version, block=block)
+
+    def timestamp(self, block: int) -> int:
+        if block not in self._timestamps:
+            try:
+                header = self.market.w3.eth.get_block(block)
+            except OSError as e:
+                raise ChainUnavailable(endpoint_name(self.market.w3), type(e).__name__) from e
+            self._timestamps[block] = int(header["timestamp"])
+        return self._timestamps[block]
