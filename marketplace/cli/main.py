@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from marketplace.cli.audit_commands import register as register_audit
 from marketplace.cli.committee_commands import register as register_committee
 from marketplace.cli.gateway_commands import register as register_gateway
 from marketplace.cli.storage_commands import register as register_storage
@@ -17,6 +18,7 @@ app = typer.Typer(
 register_committee(app)
 register_gateway(app)
 register_storage(app)
+register_audit(app)
 
 
 @app.command("demo")
