@@ -4,26 +4,23 @@ and run one key-release node of it."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import connect
 from marketplace.chain.types import Committee
 from marketplace.cli.committee_commands import read_passphrase
+from marketplace.cli.config import COMMITTEE_ENV, RpcOption, open_chain
+from marketplace.cli.wallet_commands import KeystoreOption, PassphraseFileOption, load_wallet
 from marketplace.committee import load_node_key, read_public_committee
 from marketplace.errors import MarketplaceError
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import open_database
 from marketplace.gateway.service import GatewayService, Timing
 from marketplace.gateway.state import GatewayState
-
-PRIVATE_KEY_ENV = "DATADEBIT_PRIVATE_KEY"
 
 gateway_app = typer.Typer(help="Run a key-release gateway node.", no_args_is_help=True)
 
@@ -38,22 +35,16 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def wallet_from_env() -> LocalAccount:
-    """The wallet whose hex private key is in $DATADEBIT_PRIVATE_KEY (never echoed)."""
-    key = os.environ.get(PRIVATE_KEY_ENV)
-    if not key:
-        raise _fail(f"set ${PRIVATE_KEY_ENV} to the deployer's private key")
-    try:
-        account: LocalAccount = Account.from_key(key)
-    except (ValueError, TypeError) as e:
-        raise _fail(f"${PRIVATE_KEY_ENV} is not a valid private key") from e
-    return account
-
-
 def deploy(
-    committee_file: Annotated[Path, typer.Option("--committee", help="committee.json")],
-    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the chain")],
+    committee_file: Annotated[
+        Path,
+        typer.Option("--committee", envvar=COMMITTEE_ENV, help="committee.json", dir_okay=False),
+    ],
+    rpc: RpcOption = None,
+    keystore: KeystoreOption = None,
+    passphrase_file: PassphraseFileOption = None,
 ) -> None:
+    """The deployer's wallet: --keystore, else $DATADEBIT_PRIVATE_KEY."""
     try:
         public = read_public_committee(committee_file)
         committee = Committee(
@@ -62,7 +53,9 @@ def deploy(
             nodes=tuple(n.address for n in public.nodes),
             share_keys=tuple(n.share_key.to_bytes() for n in public.nodes),
         )
-        sent = MarketClient.deploy(connect(rpc), wallet_from_env(), committee)
+        sent = MarketClient.deploy(
+            open_chain(rpc), load_wallet(keystore, passphrase_file), committee
+        )
     except MarketplaceError as e:
         raise _fail(str(e)) from e
     typer.echo(sent.value.address)

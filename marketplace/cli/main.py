@@ -6,8 +6,11 @@ import typer
 
 from marketplace.cli.audit_commands import register as register_audit
 from marketplace.cli.committee_commands import register as register_committee
+from marketplace.cli.config import ConfigOption, default_map, load_config_file
+from marketplace.cli.errors import cli_errors
 from marketplace.cli.gateway_commands import register as register_gateway
 from marketplace.cli.storage_commands import register as register_storage
+from marketplace.cli.wallet_commands import register as register_wallet
 
 app = typer.Typer(
     name="datadebit",
@@ -19,6 +22,18 @@ register_committee(app)
 register_gateway(app)
 register_storage(app)
 register_audit(app)
+register_wallet(app)
+
+
+@app.callback()
+def root(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """datadebit: a blockchain-anchored data marketplace with encrypted off-chain storage.
+
+    Options come from flags, then $DATADEBIT_* variables, then the --config file.
+    """
+    if config is not None:
+        with cli_errors():
+            ctx.default_map = default_map(ctx.command, load_config_file(config), config)
 
 
 @app.command("demo")
