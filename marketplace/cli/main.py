@@ -9,6 +9,7 @@ from marketplace.cli.committee_commands import register as register_committee
 from marketplace.cli.config import ConfigOption, default_map, load_config_file
 from marketplace.cli.errors import cli_errors
 from marketplace.cli.gateway_commands import register as register_gateway
+from marketplace.cli.owner_commands import register as register_owner
 from marketplace.cli.storage_commands import register as register_storage
 from marketplace.cli.wallet_commands import register as register_wallet
 
@@ -23,6 +24,7 @@ register_gateway(app)
 register_storage(app)
 register_audit(app)
 register_wallet(app)
+register_owner(app)
 
 
 @app.callback()
