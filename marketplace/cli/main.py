@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from marketplace.cli.audit_commands import register as register_audit
+from marketplace.cli.buyer_commands import register as register_buyer
 from marketplace.cli.committee_commands import register as register_committee
 from marketplace.cli.config import ConfigOption, default_map, load_config_file
 from marketplace.cli.errors import cli_errors
@@ -25,6 +26,7 @@ register_storage(app)
 register_audit(app)
 register_wallet(app)
 register_owner(app)
+register_buyer(app)
 
 
 @app.callback()
