@@ -10,8 +10,10 @@ import {IDataMarket} from "./IDataMarket.sol";
 /// @notice See {IDataMarket}. Storage is packed so that each call writes as few slots as it
 /// can: a listing is two slots, a version one, a debit two.
 contract DataMarket is IDataMarket, ReentrancyGuardTransient {
-    /// @dev R(32) || nonce(24) || XChaCha20-Poly1305(DEK)(48).
-    uint256 private constant _CAPSULE_LENGTH = 104;
+    /// @dev R(32) || nonce(24) || XChaCha20-Poly1305(DEK)(48) || Schnorr proof (c, s)(64) binding R
+    /// to (chain, market, listing, version, CID); the contract checks only the length, the
+    /// committee checks the proof before it releases anything.
+    uint256 private constant _CAPSULE_LENGTH = 168;
     uint256 private constant _MAX_CID_LENGTH = 128;
     /// @dev Keeps `start + duration` inside uint40 for the next ~17,000 years.
     uint256 private constant _MAX_DURATION = 1 << 39;

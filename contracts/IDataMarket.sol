@@ -86,7 +86,7 @@ interface IDataMarket {
     error InvalidDebitState(uint256 debitId, DebitState state);
     /// @notice The debit's term has ended.
     error DebitExpired(uint256 debitId);
-    /// @notice A capsule is exactly 104 bytes: R(32) || nonce(24) || sealed key(48).
+    /// @notice A capsule is exactly 168 bytes: R(32) || nonce(24) || sealed key(48) || proof(64).
     error MalformedCapsule(uint256 length);
     /// @notice A CID must be a binary CIDv1 (leading 0x01) of at most 128 bytes.
     error MalformedCid(uint256 length);
@@ -175,7 +175,7 @@ interface IDataMarket {
 
     /// @notice Publish the next encrypted version of a listing (owner only).
     /// @param cid Binary CIDv1 of the ciphertext.
-    /// @param capsule The data key wrapped for the committee (104 bytes).
+    /// @param capsule The data key wrapped for the committee (168 bytes).
     /// @return version The new version's number (versions start at 1).
     function publishVersion(uint256 listingId, bytes calldata cid, bytes calldata capsule)
         external

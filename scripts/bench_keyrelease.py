@@ -51,18 +51,20 @@ def committee_rows(n: int, t: int, buyer: BuyerSecretKey) -> list[Row]:
     dealt = deal(n, t)
     dek = DataKey.generate()
     capsule = make_capsule(dek, ctx, dealt.keys.committee_key)
+    bound = capsule.bind(ctx)
     node = dealt.shares[0]
-    share = make_key_share(node, capsule, 1, 1)
-    sealed = [make_sealed_share(s, capsule, buyer.public_key(), 1, 1) for s in dealt.shares[:t]]
+    share = make_key_share(node, bound, 1, 1)
+    sealed = [make_sealed_share(s, bound, buyer.public_key(), 1, 1) for s in dealt.shares[:t]]
     verified = [
-        make_key_share(s, capsule, 1, 1).verify(s.share_key, capsule) for s in dealt.shares[:t]
+        make_key_share(s, bound, 1, 1).verify(s.share_key, capsule) for s in dealt.shares[:t]
     ]
     return [
         ("capsule (owner, per version)", lambda: make_capsule(dek, ctx, dealt.keys.committee_key)),
-        ("share + DLEQ proof (node)", lambda: make_key_share(node, capsule, 1, 1)),
+        ("capsule proof check (node, once per version)", lambda: capsule.bind(ctx)),
+        ("share + DLEQ proof (node)", lambda: make_key_share(node, bound, 1, 1)),
         (
             "share + proof + SealedBox (node)",
-            lambda: make_sealed_share(node, capsule, buyer.public_key(), 1, 1),
+            lambda: make_sealed_share(node, bound, buyer.public_key(), 1, 1),
         ),
         ("open one sealed share (buyer)", lambda: open_sealed_share(sealed[0], buyer, 1, 1)),
         ("verify one share (buyer)", lambda: share.verify(node.share_key, capsule)),

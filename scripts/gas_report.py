@@ -44,10 +44,13 @@ PEERS = (
      ("requestDebit (auto-approve)",)),
 )
 
-#: Realistic calldata: a CIDv1 raw sha2-256 CID (36 bytes), a 104-byte capsule, a
+#: Realistic calldata: a CIDv1 raw sha2-256 CID (36 bytes), a 168-byte capsule, a
 #: metadata URI of an ipfs:// CIDv1 text, non-zero hashes and keys.
 CID = bytes([0x01, 0x55, 0x12, 0x20]) + keccak(b"version ciphertext")
-CAPSULE = keccak(b"R") + keccak(b"nonce")[:24] + keccak(b"sealed")[:32] + keccak(b"tag")[:16]
+CAPSULE = (
+    keccak(b"R") + keccak(b"nonce")[:24] + keccak(b"sealed")[:32] + keccak(b"tag")[:16]
+    + keccak(b"proof challenge") + keccak(b"proof response")
+)
 METADATA_URI = "ipfs://bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
 TERMS = keccak(b"terms of use v1")
 BUYER_KEY = keccak(b"buyer x25519 public key")
@@ -140,7 +143,7 @@ def render(rows: Sequence[GasRow], anvil: Sequence[GasRow] | None = None) -> str
         "",
         f"- Contract: the committed DataMarket artifact ({settings}).",
         f"- Chain: a fresh development chain, {chains}; each transaction runs once, in the",
-        "  order of the table, with realistic calldata (a 36-byte CIDv1, a 104-byte capsule,",
+        "  order of the table, with realistic calldata (a 36-byte CIDv1, a 168-byte capsule,",
         "  a 66-character ipfs:// metadata URI, non-zero hashes, 3-period debits).",
         "- Order matters where a credited balance goes from zero to non-zero (about 17k more",
         "  gas): `reject` is the buyer's first credit and `cancel` its second; `claim (1 debit)`",

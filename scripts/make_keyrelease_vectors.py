@@ -89,11 +89,13 @@ def build_vectors() -> dict[str, Any]:
     dek = DataKey(_seed("dek", 32))
     r = SecretScalar(_scalar("r"))
     nonce = _seed("nonce", 24)
-    capsule = _make_capsule(dek, ctx, dealt.keys.committee_key, _r=r, _nonce=nonce)
+    proof_k = SecretScalar(_scalar("capsule proof k"))
+    capsule = _make_capsule(dek, ctx, dealt.keys.committee_key, _r=r, _nonce=nonce, _k=proof_k)
+    bound = capsule.bind(ctx)
     z_point = dealt.keys.committee_key * _scalar("r")
     shares = {
         s.index: _make_key_share(
-            s, capsule, DEBIT_ID, ctx.version, _k=SecretScalar(_scalar(f"k {s.index}"))
+            s, bound, DEBIT_ID, ctx.version, _k=SecretScalar(_scalar(f"k {s.index}"))
         )
         for s in dealt.shares
     }
@@ -160,6 +162,9 @@ def build_vectors() -> dict[str, Any]:
             "nonce": _hex(nonce),
             "z": _hex(z_point.to_bytes()),
             "kemKey": _hex(kem_key(capsule.r_point, z_point)),
+            "proofK": _hex(_scalar("capsule proof k").to_bytes()),
+            "proofChallenge": _hex(capsule.proof.challenge.to_bytes()),
+            "proofResponse": _hex(capsule.proof.response.to_bytes()),
             "capsule": _hex(capsule.to_bytes()),
         },
         "shares": [

@@ -37,6 +37,7 @@ ERROR_STATUS: dict[str, int] = {
     "unknown_debit": 404,
     "unknown_version": 404,
     "not_entitled": 403,
+    "invalid_capsule": 409,
     "chain_unavailable": 503,
 }
 

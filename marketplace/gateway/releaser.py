@@ -32,13 +32,16 @@ from marketplace.errors import MarketplaceError
 from marketplace.gateway.state import GatewayState, IndexedDebit, IndexedVersion, Release
 from marketplace.gateway.watcher import ChainWatcher
 from marketplace.keyrelease.buyer_key import BuyerPublicKey
-from marketplace.keyrelease.capsule import Capsule
+from marketplace.keyrelease.capsule import BoundCapsule, Capsule, CapsuleContext
+from marketplace.keyrelease.errors import CapsuleNotBound, MalformedCapsule
 from marketplace.keyrelease.share import make_sealed_share
 
 log = logging.getLogger(__name__)
 
 #: A request may not be valid for longer than this (DESIGN §5).
 MAX_EXPIRY_AHEAD = 600
+#: Checked capsules remembered (a proof check costs two scalar multiplications).
+_CAPSULE_CACHE_SIZE = 4096
 
 
 class ReleaseRefused(MarketplaceError):
@@ -83,6 +86,13 @@ class NotEntitled(ReleaseRefused):
     code = "not_entitled"
 
 
+class UnboundCapsule(ReleaseRefused):
+    """The version's capsule is malformed or its proof does not bind it to its listing:
+    nodes never compute shares for it (it may carry an R copied from someone else)."""
+
+    code = "invalid_capsule"
+
+
 @dataclass(frozen=True, slots=True)
 class SignedRelease:
     release: Release
@@ -111,6 +121,7 @@ class KeyReleaser:
         self._head_ttl = head_ttl
         self._head: tuple[float, int, str | None] | None = None
         self._entitled: dict[tuple[int, int], bool] = {}
+        self._capsules: dict[tuple[int, int, bytes, bytes], BoundCapsule] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ the request path
@@ -180,7 +191,11 @@ class KeyReleaser:
             if self.state.prepared(debit.debit_id, version.version) is not None:
                 continue
             if self.entitled(debit.debit_id, version.version, block):
-                sealed = self._seal(debit, version)
+                try:
+                    sealed = self._seal(debit, version)
+                except UnboundCapsule as e:
+                    log.warning("not preparing a share: %s", e.message)
+                    continue
                 self.state.store_prepared(
                     debit.debit_id, version.version, sealed, event.ref.block_number
                 )
@@ -248,11 +263,35 @@ class KeyReleaser:
     def _seal(self, debit: IndexedDebit, version: IndexedVersion) -> bytes:
         return make_sealed_share(
             self.node.share,
-            Capsule.from_bytes(version.capsule),
+            self._bound(version),
             BuyerPublicKey(debit.buyer_key),
             debit.debit_id,
             version.version,
         )
+
+    def _bound(self, version: IndexedVersion) -> BoundCapsule:
+        """The version's capsule with its proof checked against the context rebuilt from
+        the chain (chain id, market, listing, version, CID); remembered per capsule."""
+        key = (version.listing_id, version.version, version.cid, version.capsule)
+        with self._lock:
+            bound = self._capsules.get(key)
+        if bound is not None:
+            return bound
+        ctx = CapsuleContext(
+            self.market.chain_id, self.market.address, version.listing_id, version.version,
+            version.cid,
+        )
+        try:
+            bound = Capsule.from_bytes(version.capsule).bind(ctx)
+        except (MalformedCapsule, CapsuleNotBound) as e:
+            raise UnboundCapsule(
+                f"version {version.version} of listing {version.listing_id}: {e}"
+            ) from e
+        with self._lock:
+            if len(self._capsules) >= _CAPSULE_CACHE_SIZE:
+                self._capsules.clear()
+            self._capsules[key] = bound
+        return bound
 
     def _signed(self, seq: int, debit_id: int, version: int, sealed: bytes, block: int) -> Release:
         receipt = ReleaseReceipt.for_sealed_share(debit_id, version, self.node.index, sealed, block)

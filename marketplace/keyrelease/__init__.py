@@ -1,15 +1,23 @@
 """Threshold key release (DESIGN §4): pure crypto, no I/O.
 
-Owner: `make_capsule`. Dealer: `deal`. Node: `make_sealed_share`. Buyer:
+Owner: `make_capsule`. Dealer: `deal`. Node: `Capsule.bind` (checks the capsule's proof
+against the context rebuilt from the chain), then `make_sealed_share`. Buyer:
 `BuyerSecretKey.from_account` / `.from_signature`, `open_sealed_share`, `KeyShare.verify`,
 `combine` (or `recover_data_key`, all three at once).
 """
 
 from marketplace.keyrelease.buyer_key import BuyerPublicKey, BuyerSecretKey
-from marketplace.keyrelease.capsule import Capsule, CapsuleContext, make_capsule
+from marketplace.keyrelease.capsule import (
+    BoundCapsule,
+    Capsule,
+    CapsuleContext,
+    CapsuleProof,
+    make_capsule,
+)
 from marketplace.keyrelease.combine import combine, recover_data_key
 from marketplace.keyrelease.dealer import DealtCommittee, deal
 from marketplace.keyrelease.errors import (
+    CapsuleNotBound,
     CapsuleOpenFailed,
     DuplicateShare,
     InconsistentCommittee,
@@ -42,11 +50,14 @@ from marketplace.keyrelease.share import (
 
 __all__ = [
     "SEALED_SHARE_SIZE",
+    "BoundCapsule",
     "BuyerPublicKey",
     "BuyerSecretKey",
     "Capsule",
     "CapsuleContext",
+    "CapsuleNotBound",
     "CapsuleOpenFailed",
+    "CapsuleProof",
     "CommitteeKeys",
     "DealtCommittee",
     "DuplicateShare",

@@ -1,9 +1,17 @@
 """The owner's side: wrap a version's data key (DEK) for the committee, in a capsule.
 
-capsule = R(32) || nonce(24) || XChaCha20-Poly1305(K, DEK, aad=ctx)(48), with R = r·G,
-K = BLAKE2b-256(`datadebit/kem/v1` || R || r·Y). Only t nodes together can rebuild r·Y
-from R. The context binds the capsule to one chain, market, listing, version and CID, so
-a capsule copied elsewhere does not open.
+capsule (v2, 168 bytes) = R(32) || nonce(24) || XChaCha20-Poly1305(K, DEK, aad=ctx)(48)
+|| c(32) || s(32), with R = r·G, K = BLAKE2b-256(`datadebit/kem/v1` || R || r·Y). Only t
+nodes together can rebuild r·Y from R. The context binds the capsule to one chain,
+market, listing, version and CID, so a capsule copied elsewhere does not open.
+
+(c, s) is a Schnorr proof of knowledge of r whose challenge hashes the context and the
+rest of the capsule. Without it (DESIGN §4 as first written) anyone could copy a victim's
+R into a capsule of their own listing, buy that from themselves and have the committee
+compute r·Y for them: the AEAD context only protects the *sealed key*, not R. With it,
+R can only be reused by whoever knows r, who can compute r·Y alone anyway. Nodes
+therefore make shares only for a `BoundCapsule`, which `Capsule.bind` returns once the
+proof checks out against the context the node rebuilt from the chain.
 """
 
 from __future__ import annotations
@@ -16,12 +24,19 @@ import nacl.exceptions
 import nacl.utils
 from eth_utils.address import to_checksum_address
 
-from marketplace.keyrelease.errors import CapsuleOpenFailed, InvalidField, MalformedCapsule
-from marketplace.keyrelease.group import Point, SecretScalar, tag
+from marketplace.keyrelease.errors import (
+    CapsuleNotBound,
+    CapsuleOpenFailed,
+    InvalidField,
+    InvalidScalar,
+    MalformedCapsule,
+)
+from marketplace.keyrelease.group import Point, Scalar, SecretScalar, hash_to_scalar, tag
 from storage.keys import DataKey
 
 _KEM_TAG = tag("kem")
 _CTX_TAG = tag("ctx")
+_PROOF_TAG = tag("capsule-proof")
 _UINT256_MAX = 2**256 - 1
 _UINT32_MAX = 2**32 - 1
 
@@ -71,16 +86,28 @@ class CapsuleContext:
 
 
 @dataclass(frozen=True, slots=True)
-class Capsule:
-    """A parsed capsule; R is a validated subgroup point."""
+class CapsuleProof:
+    """Schnorr proof of knowledge of r = log_G(R), bound to the context: (c, s)."""
 
-    SIZE = 104
+    challenge: Scalar
+    response: Scalar
+
+
+@dataclass(frozen=True, slots=True)
+class Capsule:
+    """A parsed capsule: R is a validated subgroup point, the proof's scalars canonical.
+
+    Parsing says nothing about where the capsule belongs; `bind` checks that.
+    """
+
+    SIZE = 168
     NONCE_SIZE = 24
     SEALED_KEY_SIZE = DataKey.SIZE + 16
 
     r_point: Point
     nonce: bytes
     sealed_key: bytes
+    proof: CapsuleProof
 
     def __post_init__(self) -> None:
         if len(self.nonce) != self.NONCE_SIZE or len(self.sealed_key) != self.SEALED_KEY_SIZE:
@@ -94,29 +121,101 @@ class Capsule:
             r_point = Point.from_bytes(data[:32], "capsule R")
         except ValueError as e:
             raise MalformedCapsule("R is not a valid point") from e
-        return cls(r_point, data[32:56], data[56:])
+        try:
+            proof = CapsuleProof(
+                Scalar.from_bytes(data[104:136], "capsule proof challenge"),
+                Scalar.from_bytes(data[136:168], "capsule proof response"),
+            )
+        except InvalidScalar as e:
+            raise MalformedCapsule("the proof is not two canonical scalars") from e
+        return cls(r_point, data[32:56], data[56:104], proof)
 
     def to_bytes(self) -> bytes:
-        return self.r_point.to_bytes() + self.nonce + self.sealed_key
+        return b"".join(
+            (
+                self.r_point.to_bytes(),
+                self.nonce,
+                self.sealed_key,
+                self.proof.challenge.to_bytes(),
+                self.proof.response.to_bytes(),
+            )
+        )
+
+    def bind(self, ctx: CapsuleContext) -> BoundCapsule:
+        """Check the proof against `ctx`; raise CapsuleNotBound if it was made for another
+        context (or R was copied from someone else's capsule)."""
+        c, s = self.proof.challenge, self.proof.response
+        commitment = Point.base_mul(s) - self.r_point * c
+        if _proof_challenge(self.r_point, commitment, self.nonce, self.sealed_key, ctx) != c:
+            raise CapsuleNotBound()
+        return BoundCapsule(self, ctx, _BOUND)
+
+
+_BOUND = object()
+
+
+class BoundCapsule:
+    """A capsule whose proof checked out for one context: the only kind nodes serve.
+
+    Only `Capsule.bind` makes these.
+    """
+
+    __slots__ = ("capsule", "ctx")
+
+    def __init__(self, capsule: Capsule, ctx: CapsuleContext, _token: object) -> None:
+        if _token is not _BOUND:
+            raise TypeError("use Capsule.bind(ctx)")
+        self.capsule = capsule
+        self.ctx = ctx
+
+    @property
+    def r_point(self) -> Point:
+        return self.capsule.r_point
+
+    def __repr__(self) -> str:
+        return f"BoundCapsule(listing={self.ctx.listing_id}, version={self.ctx.version})"
+
+
+def _proof_challenge(
+    r_point: Point, commitment: Point, nonce: bytes, sealed_key: bytes, ctx: CapsuleContext
+) -> Scalar:
+    """c = Hs(`datadebit/capsule-proof/v1`, R || A || nonce || sealed key || ctx); ctx goes
+    last because it alone has a variable length."""
+    return hash_to_scalar(
+        _PROOF_TAG, r_point.to_bytes(), commitment.to_bytes(), nonce, sealed_key, ctx.to_bytes()
+    )
 
 
 def make_capsule(dek: DataKey, ctx: CapsuleContext, committee_key: Point) -> Capsule:
     """Wrap `dek` so that any t committee nodes, and nobody fewer, can help unwrap it."""
     return _make_capsule(
-        dek, ctx, committee_key, _r=SecretScalar.random(), _nonce=nacl.utils.random(24)
+        dek,
+        ctx,
+        committee_key,
+        _r=SecretScalar.random(),
+        _nonce=nacl.utils.random(24),
+        _k=SecretScalar.random(),
     )
 
 
 def _make_capsule(
-    dek: DataKey, ctx: CapsuleContext, committee_key: Point, *, _r: SecretScalar, _nonce: bytes
+    dek: DataKey,
+    ctx: CapsuleContext,
+    committee_key: Point,
+    *,
+    _r: SecretScalar,
+    _nonce: bytes,
+    _k: SecretScalar,
 ) -> Capsule:
-    """`make_capsule` with explicit r and nonce: for test vectors only."""
+    """`make_capsule` with explicit r, nonce and proof nonce k: for test vectors only."""
     r_point = _r.public_point()
     z_point = committee_key * _r._scalar
     sealed = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
         dek.to_secret_bytes(), ctx.to_bytes(), _nonce, kem_key(r_point, z_point)
     )
-    return Capsule(r_point, _nonce, sealed)
+    c = _proof_challenge(r_point, _k.public_point(), _nonce, sealed, ctx)
+    proof = CapsuleProof(c, _k._scalar + c * _r._scalar)
+    return Capsule(r_point, _nonce, sealed, proof)
 
 
 def kem_key(r_point: Point, z_point: Point) -> bytes:

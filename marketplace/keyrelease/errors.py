@@ -72,6 +72,17 @@ class MalformedCapsule(KeyReleaseError, ValueError):
         super().__init__(f"malformed capsule: {reason}")
 
 
+class CapsuleNotBound(KeyReleaseError):
+    """The capsule's proof does not hold for this context: it was made for another chain,
+    market, listing, version or CID, or its R was copied from another capsule."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the capsule's proof does not bind it to this chain, market, listing, version "
+            "and CID; no node releases shares for it"
+        )
+
+
 class CapsuleOpenFailed(KeyReleaseError):
     """The combined key does not open the capsule under this context."""
 

@@ -14,7 +14,7 @@ import nacl.bindings as sodium
 import nacl.exceptions
 
 from marketplace.keyrelease.buyer_key import BuyerPublicKey, BuyerSecretKey
-from marketplace.keyrelease.capsule import Capsule
+from marketplace.keyrelease.capsule import BoundCapsule, Capsule
 from marketplace.keyrelease.errors import (
     InvalidBuyerKey,
     InvalidField,
@@ -116,7 +116,7 @@ class KeyShare:
             version=int.from_bytes(data[129:133], "big"),
         )
 
-    def verify(self, share_key: ShareKey, capsule: Capsule) -> VerifiedKeyShare:
+    def verify(self, share_key: ShareKey, capsule: Capsule | BoundCapsule) -> VerifiedKeyShare:
         """Check the proof against Y_i (from the contract) and the capsule's R.
 
         Raises InvalidShareProof naming the node, or ShareKeyMismatch if `share_key`
@@ -133,15 +133,23 @@ class KeyShare:
         return VerifiedKeyShare(self.index, self.d_point, share_key.point, r, _VERIFIED)
 
 
-def make_key_share(share: NodeShare, capsule: Capsule, debit_id: int, version: int) -> KeyShare:
-    """Node side: D_i = s_i·R and its proof, for one (debit, version)."""
+def make_key_share(
+    share: NodeShare, capsule: BoundCapsule, debit_id: int, version: int
+) -> KeyShare:
+    """Node side: D_i = s_i·R and its proof, for one (debit, version).
+
+    Only for a `BoundCapsule`: a node must never compute s_i·R for an R whose capsule
+    was not proven to belong to the listing it checked the buyer's entitlement on.
+    """
     return _make_key_share(share, capsule, debit_id, version, _k=SecretScalar.random())
 
 
 def _make_key_share(
-    share: NodeShare, capsule: Capsule, debit_id: int, version: int, *, _k: SecretScalar
+    share: NodeShare, capsule: BoundCapsule, debit_id: int, version: int, *, _k: SecretScalar
 ) -> KeyShare:
     """`make_key_share` with an explicit proof nonce k: for test vectors only."""
+    if not isinstance(capsule, BoundCapsule):
+        raise TypeError("nodes make shares only for a BoundCapsule (Capsule.bind(ctx))")
     if not 0 <= debit_id <= _UINT256_MAX:
         raise InvalidField("debitId", "must fit uint256")
     if not 1 <= version <= _UINT32_MAX:
@@ -162,7 +170,11 @@ def seal_key_share(key_share: KeyShare, buyer_key: BuyerPublicKey) -> bytes:
 
 
 def make_sealed_share(
-    share: NodeShare, capsule: Capsule, buyer_key: BuyerPublicKey, debit_id: int, version: int
+    share: NodeShare,
+    capsule: BoundCapsule,
+    buyer_key: BuyerPublicKey,
+    debit_id: int,
+    version: int,
 ) -> bytes:
     """Node side, all in one: the sealed share to return for `POST /v1/keys`."""
     return seal_key_share(make_key_share(share, capsule, debit_id, version), buyer_key)

@@ -41,7 +41,7 @@ PURPOSE = keccak(b"purpose: research")
 TERMS = keccak(b"terms of use v1")
 #: A binary CIDv1 (raw codec, sha2-256 multihash) as `ipfs add --cid-version=1` gives it.
 CID = bytes([0x01, 0x55, 0x12, 0x20]) + keccak(b"ciphertext")
-CAPSULE = bytes(range(104))
+CAPSULE = bytes(range(168))
 
 TEST_CONTRACTS = Path(__file__).parent / "contracts"
 

@@ -90,7 +90,7 @@ def test_read_neverReturnsLogsOfLookAlikeMarket(env: ChainEnv) -> None:
                                     auto_approve=True)
     ours = env.market.create_listing(env.actors.owner, price_per_period=1, period_seconds=1,
                                      auto_approve=True)
-    twin.publish_version(env.actors.owner, 1, b"\x01\x02", bytes(104))
+    twin.publish_version(env.actors.owner, 1, b"\x01\x02", bytes(168))
     events = env.market.events().read(first)
     assert [(type(e), e.ref.tx_hash) for e in events] == [(ListingCreated, ours.tx_hash)]
     twin_events = twin.events().read(first)

@@ -199,7 +199,7 @@ def test_publishVersion_revertsWhen_unknownListing(env: ChainEnv) -> None:
     assert e.value.fields == {"listingId": 1}
 
 
-@pytest.mark.parametrize("length", [0, 32, 103, 105, 208])
+@pytest.mark.parametrize("length", [0, 32, 104, 167, 169, 336])
 def test_publishVersion_revertsWhen_malformedCapsule(env: ChainEnv, length: int) -> None:
     listing_id = new_listing(env)
     with pytest.raises(MalformedCapsule) as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -14,6 +14,8 @@ from marketplace.chain.provider import connect
 from marketplace.eip712 import Eip712Domain, KeyRequest, sign
 from marketplace.gateway.api import ERROR_STATUS
 from marketplace.gateway.releaser import MAX_EXPIRY_AHEAD
+from marketplace.keyrelease.capsule import CapsuleContext, make_capsule
+from storage.keys import DataKey
 from tests.gateway.conftest import PERIOD, Published, Stack, build_stack, code_of
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -51,7 +53,8 @@ def test_error_table_is_the_documented_one() -> None:
     assert ERROR_STATUS == {
         "malformed": 422, "bad_signature": 401, "wrong_signer": 403, "expired": 401,
         "expiry_too_far": 401, "nonce_reused": 409, "unknown_debit": 404,
-        "unknown_version": 404, "not_entitled": 403, "chain_unavailable": 503,
+        "unknown_version": 404, "not_entitled": 403, "invalid_capsule": 409,
+        "chain_unavailable": 503,
     }
 
 
@@ -287,6 +290,40 @@ def test_debit_not_yet_indexed_is_found_on_demand(stack: Stack) -> None:
     stack.publish(listing)
     debit_id = stack.debit(listing)
     assert stack.ask(1, stack.body(debit_id, 1)).status_code == 200
+
+
+# ---------------------------------------------------------------- capsules
+
+
+def test_a_capsule_with_a_copied_r_is_never_served(stack: Stack) -> None:
+    """The attack capsule v2 exists for: copy a victim's R into a capsule of one's own
+    listing, buy it from oneself. Every node refuses `invalid_capsule`, before and
+    after sync, and prepares and logs nothing for it."""
+    victim = stack.publish(stack.listing(auto_approve=True))
+    own = stack.listing(auto_approve=True)
+    cid = bytes.fromhex("01551220") + os.urandom(32)
+    ctx = CapsuleContext(stack.market.chain_id, stack.market.address, own, 1, cid)
+    junk = make_capsule(DataKey.generate(), ctx, stack.dealt.keys.committee_key)
+    copied = replace(junk, r_point=victim.capsule.r_point)
+    stack.market.publish_version(stack.owner, own, cid, copied.to_bytes())
+    debit_id = stack.debit(own)
+    stack.sync()
+    for node in stack.clients:
+        assert code_of(stack.ask(node, stack.body(debit_id, 1))) == (409, "invalid_capsule")
+        assert stack.services[node].state.prepared(debit_id, 1) is None
+        assert stack.services[node].state.release_for(debit_id, 1) is None
+
+
+def test_a_capsule_made_for_another_version_is_never_served(stack: Stack) -> None:
+    """A capsule whose proof names version 2 published as version 1 is refused too."""
+    listing = stack.listing(auto_approve=True)
+    cid = bytes.fromhex("01551220") + os.urandom(32)
+    wrong = CapsuleContext(stack.market.chain_id, stack.market.address, listing, 2, cid)
+    capsule = make_capsule(DataKey.generate(), wrong, stack.dealt.keys.committee_key)
+    stack.market.publish_version(stack.owner, listing, cid, capsule.to_bytes())
+    debit_id = stack.debit(listing)
+    stack.sync()
+    assert code_of(stack.ask(1, stack.body(debit_id, 1))) == (409, "invalid_capsule")
 
 
 # ---------------------------------------------------------------- not entitled

@@ -77,7 +77,7 @@ def test_loaded_shares_release_a_key(committee_dir: Path, node_keys: list[NodeKe
     dek = DataKey.generate()
     capsule = make_capsule(dek, ctx, keys.committee_key)
     shares = [
-        make_key_share(k.share, capsule, 1, 1).verify(keys.share_key(k.index), capsule)
+        make_key_share(k.share, capsule.bind(ctx), 1, 1).verify(keys.share_key(k.index), capsule)
         for k in node_keys[1:]
     ]
     assert combine(keys, capsule, ctx, shares) == dek

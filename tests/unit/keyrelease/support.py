@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from marketplace.keyrelease import (
+    BoundCapsule,
     Capsule,
     CapsuleContext,
     DealtCommittee,
@@ -48,6 +49,11 @@ class Published:
     ctx: CapsuleContext
     dek: DataKey
     capsule: Capsule
+
+    @property
+    def bound(self) -> BoundCapsule:
+        """The capsule as a node holds it: proof checked against its context."""
+        return self.capsule.bind(self.ctx)
 
 
 def make_ctx(**changes: object) -> CapsuleContext:

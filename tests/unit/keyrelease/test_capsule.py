@@ -6,12 +6,17 @@ import dataclasses
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketplace.keyrelease import (
+    BoundCapsule,
     Capsule,
     CapsuleContext,
+    CapsuleNotBound,
     CapsuleOpenFailed,
     InvalidField,
+    L,
     MalformedCapsule,
     make_capsule,
 )
@@ -19,12 +24,20 @@ from marketplace.keyrelease.capsule import kem_key, open_capsule
 from marketplace.keyrelease.group import IDENTITY
 from marketplace.keyrelease.shamir import interpolate
 from storage.keys import DataKey
-from tests.unit.keyrelease.support import MARKET, NON_CANONICAL, SMALL_ORDER, Published, make_ctx
+from tests.unit.keyrelease.support import (
+    CHAIN_ID,
+    MARKET,
+    NON_CANONICAL,
+    SMALL_ORDER,
+    VERSION,
+    Published,
+    make_ctx,
+)
 
 
-def test_capsule_is_104_bytes_and_round_trips(published: Published) -> None:
+def test_capsule_is_168_bytes_and_round_trips(published: Published) -> None:
     raw = published.capsule.to_bytes()
-    assert len(raw) == Capsule.SIZE == 104
+    assert len(raw) == Capsule.SIZE == 168
     assert raw[:32] == published.capsule.r_point.to_bytes()
     assert Capsule.from_bytes(raw) == published.capsule
 
@@ -34,7 +47,7 @@ def test_two_capsules_of_one_key_differ(published: Published) -> None:
     assert again.to_bytes() != published.capsule.to_bytes()
 
 
-@pytest.mark.parametrize("length", [0, 103, 105, 208])
+@pytest.mark.parametrize("length", [0, 103, 104, 105, 167, 169, 336])
 def test_from_bytes_refuses_wrong_lengths(published: Published, length: int) -> None:
     raw = (published.capsule.to_bytes() * 3)[:length]
     with pytest.raises(MalformedCapsule):
@@ -46,6 +59,57 @@ def test_from_bytes_refuses_an_invalid_r(published: Published, bad_r: str) -> No
     raw = bytes.fromhex(bad_r) + published.capsule.to_bytes()[32:]
     with pytest.raises(MalformedCapsule):
         Capsule.from_bytes(raw)
+
+
+@pytest.mark.parametrize("where", ["challenge", "response"])
+def test_from_bytes_refuses_a_non_canonical_proof_scalar(published: Published, where: str) -> None:
+    raw = bytearray(published.capsule.to_bytes())
+    start = 104 if where == "challenge" else 136
+    raw[start : start + 32] = (L + 1).to_bytes(32, "little")  # = 1 mod L, not canonical
+    with pytest.raises(MalformedCapsule):
+        Capsule.from_bytes(bytes(raw))
+
+
+def test_a_capsule_binds_to_its_own_context(published: Published) -> None:
+    bound = Capsule.from_bytes(published.capsule.to_bytes()).bind(published.ctx)
+    assert isinstance(bound, BoundCapsule)
+    assert bound.capsule == published.capsule and bound.ctx == published.ctx
+    assert bound.r_point == published.capsule.r_point
+    assert "listing=7" in repr(bound)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"chain_id": CHAIN_ID + 1},
+        {"market": "0x" + "ab" * 20},
+        {"listing_id": 8},
+        {"version": VERSION + 1},
+        {"cid_bytes": bytes.fromhex("01551220") + bytes(32)},
+    ],
+)
+def test_a_capsule_does_not_bind_to_any_other_context(
+    published: Published, changes: dict[str, object]
+) -> None:
+    with pytest.raises(CapsuleNotBound):
+        published.capsule.bind(make_ctx(**changes))
+
+
+@settings(max_examples=200, deadline=None)
+@given(position=st.integers(0, Capsule.SIZE - 1), bit=st.integers(0, 7))
+def test_any_flipped_bit_unbinds_or_breaks_the_capsule(
+    published: Published, position: int, bit: int
+) -> None:
+    """Nonce, sealed key, R and proof are all under the proof: no bit can change."""
+    raw = bytearray(published.capsule.to_bytes())
+    raw[position] ^= 1 << bit
+    with pytest.raises((CapsuleNotBound, MalformedCapsule)):
+        Capsule.from_bytes(bytes(raw)).bind(published.ctx)
+
+
+def test_a_bound_capsule_cannot_be_made_without_the_proof(published: Published) -> None:
+    with pytest.raises(TypeError):
+        BoundCapsule(published.capsule, published.ctx, object())
 
 
 def test_context_encoding_layout() -> None:

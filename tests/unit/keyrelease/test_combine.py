@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from marketplace.keyrelease import (
     BuyerSecretKey,
+    CapsuleNotBound,
     CapsuleOpenFailed,
     CommitteeKeys,
     DuplicateShare,
@@ -35,7 +36,7 @@ from tests.unit.keyrelease.support import DEBIT_ID, VERSION, Published, make_ctx
 def verified_shares(published: Published, indices: list[int]) -> list[VerifiedKeyShare]:
     keys = published.dealt.keys
     return [
-        make_key_share(published.dealt.shares[i - 1], published.capsule, DEBIT_ID, VERSION).verify(
+        make_key_share(published.dealt.shares[i - 1], published.bound, DEBIT_ID, VERSION).verify(
             keys.share_key(i), published.capsule
         )
         for i in indices
@@ -128,7 +129,7 @@ def test_shares_verified_under_another_committee_are_refused(published: Publishe
 
 def test_unverified_shares_are_refused(published: Published) -> None:
     raw: list[KeyShare] = [
-        make_key_share(published.dealt.shares[i], published.capsule, DEBIT_ID, VERSION)
+        make_key_share(published.dealt.shares[i], published.bound, DEBIT_ID, VERSION)
         for i in range(3)
     ]
     with pytest.raises(TypeError, match="VerifiedKeyShare"):
@@ -144,7 +145,7 @@ def test_more_than_t_shares_still_recover(published: Published) -> None:
 
 def test_recover_data_key_end_to_end(published: Published, buyer: BuyerSecretKey) -> None:
     sealed = [
-        make_sealed_share(s, published.capsule, buyer.public_key(), DEBIT_ID, VERSION)
+        make_sealed_share(s, published.bound, buyer.public_key(), DEBIT_ID, VERSION)
         for s in published.dealt.shares[2:]
     ]
     dek = recover_data_key(
@@ -156,10 +157,10 @@ def test_recover_data_key_end_to_end(published: Published, buyer: BuyerSecretKey
 def test_recover_data_key_names_a_bad_node(published: Published, buyer: BuyerSecretKey) -> None:
     """Node 4 answers with node 5's D under its own index: the proof fails, naming node 4."""
     good = [
-        make_sealed_share(s, published.capsule, buyer.public_key(), DEBIT_ID, VERSION)
+        make_sealed_share(s, published.bound, buyer.public_key(), DEBIT_ID, VERSION)
         for s in published.dealt.shares[:2]
     ]
-    real = make_key_share(published.dealt.shares[4], published.capsule, DEBIT_ID, VERSION)
+    real = make_key_share(published.dealt.shares[4], published.bound, DEBIT_ID, VERSION)
     forged_plain = bytes([4]) + real.to_bytes()[1:]
     forged = seal_key_share(KeyShare.from_bytes(forged_plain), buyer.public_key())
     with pytest.raises(InvalidShareProof) as caught:
@@ -175,24 +176,33 @@ def test_recover_data_key_names_a_bad_node(published: Published, buyer: BuyerSec
     assert caught.value.node_index == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE": the attack works; nothing else
-    reason="DESIGN §4 gap: nothing binds R to its context, so a capsule's R re-published "
-    "under the attacker's own listing buys the victim's key (docs/decisions.md, Key release)",
-)
 def test_a_copied_r_does_not_buy_someone_elses_key(published: Published) -> None:
-    """An attacker copies the victim's R into a capsule of their own listing, buys that
-    (entitled) version, and combines the released shares."""
+    """An attacker copies the victim's R into a capsule of their own listing, hoping to
+    buy that (entitled) version and combine the released shares into r·Y. The capsule's
+    proof of knowledge of r, bound to the context, stops it before any node computes a
+    share: nodes serve only a `BoundCapsule`."""
     attacker_ctx = make_ctx(listing_id=999, version=1)
     junk = make_capsule(DataKey.generate(), attacker_ctx, published.dealt.keys.committee_key)
-    copied = replace(junk, r_point=published.capsule.r_point)  # passes every check a node makes
-    released = [
-        make_key_share(published.dealt.shares[i], copied, 1, 1).verify(
-            published.dealt.keys.share_key(i + 1), copied
-        )
-        for i in range(3)
-    ]
-    z = interpolate({s.index: s.d_point for s in released})
-    with pytest.raises(CapsuleOpenFailed):
-        open_capsule(published.capsule, published.ctx, z)
+    copied = replace(junk, r_point=published.capsule.r_point)
+    with pytest.raises(CapsuleNotBound):
+        copied.bind(attacker_ctx)
+    with pytest.raises(CapsuleNotBound):  # the victim's whole capsule, re-published
+        published.capsule.bind(attacker_ctx)
+    shifted = replace(junk, r_point=published.capsule.r_point + junk.r_point)  # R + r'·G
+    with pytest.raises(CapsuleNotBound):
+        shifted.bind(attacker_ctx)
+    with pytest.raises(TypeError):  # and no node function takes an unbound capsule
+        make_key_share(published.dealt.shares[0], copied, 1, 1)  # type: ignore[arg-type]
+
+
+def test_without_the_binding_the_copied_r_attack_would_work(published: Published) -> None:
+    """Why the proof is needed: shares computed on a copied R (bypassing `bind`, as a
+    DESIGN §4 v1 node would) really do recover the victim's key. If this ever stopped
+    holding, the test above would be proving nothing."""
+    attacker_ctx = make_ctx(listing_id=999, version=1)
+    junk = make_capsule(DataKey.generate(), attacker_ctx, published.dealt.keys.committee_key)
+    copied = replace(junk, r_point=published.capsule.r_point)
+    z = interpolate(
+        {s.index: copied.r_point * s.secret._scalar for s in published.dealt.shares[:3]}
+    )
+    assert open_capsule(published.capsule, published.ctx, z) == published.dek

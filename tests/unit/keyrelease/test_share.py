@@ -43,14 +43,14 @@ from tests.unit.keyrelease.support import (
 @pytest.fixture(scope="module")
 def key_share(published: Published) -> KeyShare:
     """Node 2's share for DEBIT_ID / VERSION."""
-    return make_key_share(published.dealt.shares[1], published.capsule, DEBIT_ID, VERSION)
+    return make_key_share(published.dealt.shares[1], published.bound, DEBIT_ID, VERSION)
 
 
 def test_sealed_share_opens_for_its_buyer_and_verifies(
     published: Published, buyer: BuyerSecretKey
 ) -> None:
     node = published.dealt.shares[1]
-    sealed = make_sealed_share(node, published.capsule, buyer.public_key(), DEBIT_ID, VERSION)
+    sealed = make_sealed_share(node, published.bound, buyer.public_key(), DEBIT_ID, VERSION)
     assert len(sealed) == SEALED_SHARE_SIZE == 1 + 32 * 4 + 4 + 48
     share = open_sealed_share(sealed, buyer, DEBIT_ID, VERSION)
     assert (share.index, share.debit_id, share.version) == (2, DEBIT_ID, VERSION)
@@ -75,7 +75,7 @@ def test_a_share_sealed_to_another_buyer_does_not_open(
     published: Published, buyer: BuyerSecretKey, other_buyer: BuyerSecretKey
 ) -> None:
     node = published.dealt.shares[0]
-    sealed = make_sealed_share(node, published.capsule, buyer.public_key(), DEBIT_ID, VERSION)
+    sealed = make_sealed_share(node, published.bound, buyer.public_key(), DEBIT_ID, VERSION)
     with pytest.raises(SealedShareOpenFailed):
         open_sealed_share(sealed, other_buyer, DEBIT_ID, VERSION)
 
@@ -86,7 +86,7 @@ def test_a_tampered_sealed_share_does_not_open(
 ) -> None:
     node = published.dealt.shares[0]
     sealed = bytearray(
-        make_sealed_share(node, published.capsule, buyer.public_key(), DEBIT_ID, VERSION)
+        make_sealed_share(node, published.bound, buyer.public_key(), DEBIT_ID, VERSION)
     )
     sealed[position] ^= 0x01
     with pytest.raises(SealedShareOpenFailed):
@@ -109,7 +109,7 @@ def test_a_share_for_another_debit_or_version_is_refused(
     published: Published, buyer: BuyerSecretKey, debit_id: int, version: int
 ) -> None:
     node = published.dealt.shares[0]
-    sealed = make_sealed_share(node, published.capsule, buyer.public_key(), DEBIT_ID, VERSION)
+    sealed = make_sealed_share(node, published.bound, buyer.public_key(), DEBIT_ID, VERSION)
     with pytest.raises(SealedShareMismatch) as caught:
         open_sealed_share(sealed, buyer, debit_id, version)
     assert (caught.value.found_debit, caught.value.found_version) == (DEBIT_ID, VERSION)
@@ -220,4 +220,4 @@ def test_make_key_share_refuses_out_of_range_ids(published: Published) -> None:
     node = published.dealt.shares[0]
     for debit_id, version in [(-1, 1), (2**256, 1), (1, 0), (1, 2**32)]:
         with pytest.raises(InvalidField):
-            make_key_share(node, published.capsule, debit_id, version)
+            make_key_share(node, published.bound, debit_id, version)

@@ -6,12 +6,13 @@ import hashlib
 import json
 from typing import Any
 
+import nacl.bindings as sodium
 import pytest
 from eth_account.messages import encode_typed_data
 from eth_hash.auto import keccak
 
 from marketplace.eip712 import Eip712Domain, KeyRequest, ReleaseReceipt, recover_digest_signer
-from marketplace.keyrelease import Capsule, CapsuleContext, CommitteeKeys, KeyShare, Point
+from marketplace.keyrelease import Capsule, CapsuleContext, CommitteeKeys, KeyShare, L, Point
 from marketplace.keyrelease.capsule import open_capsule
 from scripts.make_keyrelease_vectors import VECTORS, build_vectors, sealed_share_opens
 from storage.keys import DataKey
@@ -59,6 +60,34 @@ def test_vectors_are_consistent_with_the_spec(vectors: dict[str, Any]) -> None:
         parsed.verify(keys.share_key(share["index"]), capsule)
     for combination in vectors["combine"]:
         assert combination["z"] == cap["z"]
+
+
+def test_capsule_proof_vector_follows_the_spec(vectors: dict[str, Any]) -> None:
+    """c = Hs(`datadebit/capsule-proof/v1`, R || k·G || nonce || sealed key || ctx) and
+    s = k + c·r, recomputed from the file with plain integers and libsodium."""
+    cap = vectors["capsule"]
+    raw = b(cap["capsule"])
+    r_bytes, nonce, sealed, c_bytes, s_bytes = (
+        raw[:32], raw[32:56], raw[56:104], raw[104:136], raw[136:168]
+    )
+    assert nonce == b(cap["nonce"]) and c_bytes == b(cap["proofChallenge"])
+    assert s_bytes == b(cap["proofResponse"])
+    commitment = sodium.crypto_scalarmult_ed25519_base_noclamp(b(cap["proofK"]))
+    digest = hashlib.blake2b(
+        b"datadebit/capsule-proof/v1" + r_bytes + commitment + nonce + sealed
+        + b(cap["context"]["encoded"]),
+        digest_size=64,
+    ).digest()
+    assert int.from_bytes(digest, "little") % L == int.from_bytes(c_bytes, "little")
+    k, r = (int.from_bytes(b(x), "little") for x in (cap["proofK"], cap["r"]))
+    c = int.from_bytes(c_bytes, "little")
+    assert (k + c * r) % L == int.from_bytes(s_bytes, "little")
+    ctx_fields = cap["context"]
+    ctx = CapsuleContext(
+        ctx_fields["chainId"], ctx_fields["market"], ctx_fields["listingId"],
+        ctx_fields["version"], b(ctx_fields["cid"]),
+    )
+    assert Capsule.from_bytes(raw).bind(ctx).ctx == ctx
 
 
 def test_buyer_key_vector(vectors: dict[str, Any]) -> None:
