@@ -20,7 +20,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 import nacl.exceptions
 from nacl.bindings import (
@@ -57,6 +57,7 @@ from storage.errors import (
     WrongKey,
 )
 from storage.keys import DataKey
+from storage.progress import Progress, ProgressReader
 from storage.unixfs import DagBuilder
 
 MAGIC = b"DDE1"
@@ -240,17 +241,32 @@ class _CidTee:
 
 
 def encrypt_file(
-    src: Path, dest: Path, key: DataKey, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    src: Path,
+    dest: Path,
+    key: DataKey,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Progress | None = None,
 ) -> EncryptedFile:
-    """Encrypt `src` to `dest` (all or nothing) and compute the envelope's CID in the same pass."""
+    """Encrypt `src` to `dest` (all or nothing) and compute the envelope's CID in the same pass.
+
+    `progress`, if given, is told how many plaintext bytes each read took.
+    """
     with Path(src).open("rb") as source, atomic_output(Path(dest)) as out:
         tee = _CidTee(out)
-        size = encrypt(source, tee, key, chunk_size=chunk_size)
+        reader = source if progress is None else cast(BinaryIO, ProgressReader(source, progress))
+        size = encrypt(reader, tee, key, chunk_size=chunk_size)
         cid = tee.builder.finish()
     return EncryptedFile(Path(dest), size, cid)
 
 
-def decrypt_file(src: Path, dest: Path, key: DataKey) -> int:
-    """Decrypt `src` to `dest`: `dest` appears only if the whole envelope authenticated."""
+def decrypt_file(
+    src: Path, dest: Path, key: DataKey, *, progress: Progress | None = None
+) -> int:
+    """Decrypt `src` to `dest`: `dest` appears only if the whole envelope authenticated.
+
+    `progress`, if given, is told how many envelope bytes each read took.
+    """
     with Path(src).open("rb") as source, atomic_output(Path(dest)) as out:
-        return decrypt(source, out, key)
+        reader = source if progress is None else cast(BinaryIO, ProgressReader(source, progress))
+        return decrypt(reader, out, key)
