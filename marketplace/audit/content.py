@@ -19,7 +19,7 @@ from marketplace.chain.events import VersionPublished
 from marketplace.keyrelease.capsule import Capsule, CapsuleContext
 from marketplace.keyrelease.errors import KeyReleaseError
 from storage.cid import Cid
-from storage.errors import ContentNotFound, StorageError, StoreUnavailable
+from storage.errors import ContentNotFound, StorageError, StoreResponseError, StoreUnavailable
 from storage.stores.base import ContentStore
 from storage.unixfs import compute_cid
 
@@ -54,7 +54,7 @@ def _check_version(
     ids["cid"] = cid.text
     try:
         recomputed = compute_cid(store.stream(cid))
-    except (ContentNotFound, StoreUnavailable) as e:
+    except (ContentNotFound, StoreUnavailable, StoreResponseError) as e:
         run.violation("cid_unretrievable", f"{where}: {e}", **ids)
         return False
     except StorageError as e:
