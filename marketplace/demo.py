@@ -17,13 +17,16 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from marketplace.audit.auditor import Auditor
@@ -39,6 +42,8 @@ from storage.cid import Cid
 from storage.envelope import decrypt_file, encrypt_file
 from storage.errors import StorageError
 from storage.keys import DataKey
+from storage.progress import Progress, ProgressReader, reporting
+from storage.stores.base import save
 
 T = TypeVar("T")
 PRICE = 10**15  # 0.001 ether per period
@@ -74,6 +79,8 @@ class PublishedVersion:
     ctx: CapsuleContext
     capsule: Capsule
     sha256: str
+    size: int
+    sealed_size: int
 
 
 def generate_csv(path: Path, rows: int, seed: int) -> None:
@@ -113,6 +120,17 @@ class Demo:
     def say(self, text: str) -> None:
         self.out.print(text)
 
+    @contextmanager
+    def bar(self, label: str, total: int) -> Iterator[Progress]:
+        """A byte progress bar; the callback it yields takes byte counts only."""
+        columns = (
+            TextColumn("   {task.description:<12}"), BarColumn(bar_width=30),
+            DownloadColumn(), TransferSpeedColumn(),
+        )
+        with RichProgress(*columns, console=self.out, disable=not self.out.is_terminal) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda count: bar.advance(task, count)
+
     def check(self, condition: bool, what: str) -> None:
         if not condition:
             raise DemoFailed(what)
@@ -126,11 +144,15 @@ class Demo:
         version = self.market.listing(listing_id).version_count + 1
         data_key = DataKey.generate()
         sealed = self.work / f"{plain.name}.dde"
-        encrypted = self.ledger.timed(
-            "encrypt + CID", lambda: encrypt_file(plain, sealed, data_key)
-        )
-        with sealed.open("rb") as f:
-            stored = self.ledger.timed("store put", lambda: self.net.store.put(f))
+        size = plain.stat().st_size
+        with self.bar(f"encrypt {listing_id}/v{version}", size) as progress:
+            encrypted = self.ledger.timed(
+                "encrypt + CID", lambda: encrypt_file(plain, sealed, data_key, progress=progress)
+            )
+        upload = self.bar(f"upload {listing_id}/v{version}", encrypted.size)
+        with sealed.open("rb") as f, upload as progress:
+            reader = cast(BinaryIO, ProgressReader(f, progress))
+            stored = self.ledger.timed("store put", lambda: self.net.store.put(reader))
         if stored != encrypted.cid:
             raise DemoFailed("the store named the ciphertext differently from our CID")
         ctx = CapsuleContext(
@@ -146,7 +168,9 @@ class Demo:
             f"   version {version}: {size_mb:.1f} MB CSV → {encrypted.cid.text[:24]}… "
             "(ciphertext in the store, CID + capsule on-chain)"
         )
-        return PublishedVersion(listing_id, version, ctx, capsule, _sha256(plain))
+        return PublishedVersion(
+            listing_id, version, ctx, capsule, _sha256(plain), size, encrypted.size
+        )
 
     # ------------------------------------------------------------ buyer side
 
@@ -169,9 +193,17 @@ class Demo:
         )
         sealed = self.work / f"download-{debit_id}-{published.version}.dde"
         cid = Cid(published.ctx.cid_bytes)
-        self.ledger.timed("store get (verified)", lambda: self.net.store.get(cid, sealed))
+        with self.bar("download", published.sealed_size) as progress:
+            self.ledger.timed(
+                "store get (verified)",
+                lambda: save(reporting(self.net.store.stream(cid), progress), sealed),
+            )
         plain = self.work / f"decrypted-{debit_id}-{published.version}.csv"
-        self.ledger.timed("decrypt", lambda: decrypt_file(sealed, plain, fetched.data_key))
+        with self.bar("decrypt", published.sealed_size) as progress:
+            self.ledger.timed(
+                "decrypt",
+                lambda: decrypt_file(sealed, plain, fetched.data_key, progress=progress),
+            )
         nodes = ", ".join(str(i) for i in fetched.used_nodes)
         self.say(f"   key shares from gateways {nodes}; decrypted {plain.stat().st_size:,} bytes")
         return plain
@@ -199,8 +231,8 @@ class Demo:
         manual = self.ledger.tx("createListing", market.create_listing(
             owner, price_per_period=2 * PRICE, period_seconds=DAY, auto_approve=False,
             metadata_uri="ipfs://clinic-visits-feed"))
-        a_v1 = self.publish(auto, rows=40_000, seed=1)
-        b_v1 = self.publish(manual, rows=40_000, seed=2)
+        a_v1 = self.publish(auto, rows=80_000, seed=1)
+        b_v1 = self.publish(manual, rows=80_000, seed=2)
 
         self.say("[bold]3. Buyer A pays on the auto-approved feed; gateway 2 is down[/]")
         buyer_a = net.account()
