@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,15 +16,8 @@ from eth_account import Account
 
 from marketplace.eip712 import Eip712Domain, KeyRequest, sign, typed_data
 from scripts.make_keyrelease_vectors import VECTORS
-from scripts.servers.anvil import start_anvil
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def anvil_url() -> Iterator[str]:
-    with start_anvil() as url:
-        yield url
 
 
 def _rpc(url: str, method: str, params: list[Any]) -> Any:
