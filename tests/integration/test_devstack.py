@@ -8,9 +8,11 @@ message carries the gateways' log tails.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -27,12 +29,86 @@ from scripts.devstack import ROOT, DevStack
 pytestmark = pytest.mark.integration
 
 CLI_TIMEOUT = 60.0
+#: 1 ether per 10-minute period: what accrues in the seconds a test takes is well above
+#: the gas of a withdraw, so "the owner's balance rises" is a real check.
+PRICE = 10**18
+PERIOD = 600
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     with DevStack.start(tmp_path_factory.mktemp("devstack") / "state") as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def all_gateways_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests that kill gateways leave the next test a whole committee."""
+    yield
+    if "stack" in request.fixturenames:
+        running: DevStack = request.getfixturevalue("stack")
+        for index, gateway in running.gateways.items():
+            if not gateway.running:
+                running.start_gateway(index)
+
+
+def datadebit(
+    stack: DevStack, role: str, *args: str, expect: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """`datadebit ARGS` as `role` types it, with the devstack's environment; a different
+    exit code fails the test with the command's output and the gateways' logs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "marketplace.cli", *args], cwd=ROOT, env=stack.cli_env(role),
+        capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != expect:
+        pytest.fail(
+            f"`datadebit {' '.join(args)}` as {role} exited {done.returncode}, not {expect}\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\n{stack.log_tails()}"
+        )
+    return done
+
+
+def make_csv(path: Path, rows: int, seed: int) -> Path:
+    """A generated CSV of about 45 bytes per row."""
+    rng = random.Random(seed)
+    lines = ["timestamp,sensor,reading,status"]
+    lines += [f"{1_700_000_000 + i * 60},s-{rng.randrange(100):03d},"
+              f"{rng.uniform(-40, 60):.4f},{rng.choice(['ok', 'warn', 'fault'])}"
+              for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def create_listing(stack: DevStack, *, auto_approve: bool) -> int:
+    flag = "--auto-approve" if auto_approve else "--needs-consent"
+    out = datadebit(stack, "owner", "owner", "create-listing", "--price", str(PRICE),
+                    "--period", str(PERIOD), flag).stdout
+    return int(out)
+
+
+def publish(stack: DevStack, listing: int, file: Path) -> int:
+    version, cid = datadebit(stack, "owner", "owner", "publish", "--listing", str(listing),
+                             str(file)).stdout.split()
+    assert cid.startswith("baf")  # CIDv1, base32
+    return int(version)
+
+
+def request_debit(stack: DevStack, role: str, listing: int) -> int:
+    return int(datadebit(stack, role, "buyer", "request", "--listing", str(listing),
+                         "--periods", "2").stdout)
+
+
+def fetch(
+    stack: DevStack, role: str, debit: int, out: Path, *extra: str, expect: int = 0
+) -> subprocess.CompletedProcess[str]:
+    return datadebit(stack, role, "buyer", "fetch", "--debit", str(debit), "--out", str(out),
+                     *extra, expect=expect)
+
+
+def market_of(stack: DevStack) -> MarketClient:
+    return MarketClient(connect(stack.rpc_url), stack.market)
 
 
 def _refuses_connections(url: str) -> bool:
@@ -142,3 +218,142 @@ def test_the_script_prints_the_environment_and_stops_everything_on_sigterm(
     for endpoint in (exports["DATADEBIT_RPC"], exports["DATADEBIT_STORE"], url):
         assert _refuses_connections(endpoint), endpoint
     assert _processes_mentioning(str(state)) == []
+
+
+# -- the CLI on the stack: the demo story ---------------------------------------------------
+
+
+def test_demo_story_end_to_end_through_the_cli(stack: DevStack, tmp_path: Path) -> None:
+    market = market_of(stack)
+    owner = stack.accounts["owner"].address
+    feed = create_listing(stack, auto_approve=True)
+    gated = create_listing(stack, auto_approve=False)
+    data_a = make_csv(tmp_path / "feed-v1.csv", 10000, seed=1)
+    data_b1 = make_csv(tmp_path / "gated-v1.csv", 5000, seed=2)
+    data_b2 = make_csv(tmp_path / "gated-v2.csv", 5000, seed=3)
+    assert data_a.stat().st_size > 262_144  # more than one 256 KiB block
+    assert publish(stack, feed, data_a) == 1
+    assert publish(stack, gated, data_b1) == 1
+
+    # buyer A: auto-approved, decrypts at once
+    debit_a = request_debit(stack, "buyer_a", feed)
+    got_a = fetch(stack, "buyer_a", debit_a, tmp_path / "a.csv")
+    assert got_a.stdout.split()[0] == "1"
+    assert (tmp_path / "a.csv").read_bytes() == data_a.read_bytes()
+
+    # buyer B: refused by every gateway until the owner consents
+    debit_b = request_debit(stack, "buyer_b", gated)
+    refused = fetch(stack, "buyer_b", debit_b, tmp_path / "b1.csv", expect=1)
+    assert refused.stderr.startswith("error: ") and "not_entitled" in refused.stderr
+    assert not (tmp_path / "b1.csv").exists()
+    datadebit(stack, "owner", "owner", "consent", str(debit_b))
+    fetch(stack, "buyer_b", debit_b, tmp_path / "b1.csv")
+    assert (tmp_path / "b1.csv").read_bytes() == data_b1.read_bytes()
+
+    # revoked, B is refused the next version
+    datadebit(stack, "owner", "owner", "revoke", str(debit_b))
+    assert publish(stack, gated, data_b2) == 2
+    refused = fetch(stack, "buyer_b", debit_b, tmp_path / "b2.csv", expect=1)
+    assert "not_entitled" in refused.stderr
+    assert not (tmp_path / "b2.csv").exists()
+
+    # the owner claims what accrued on A's debit and withdraws everything credited
+    claimed = int(datadebit(stack, "owner", "owner", "claim", str(debit_a)).stdout)
+    assert claimed > 0
+    credited = market.balance_of(owner)
+    assert credited >= claimed  # plus what the revoke credited
+    wallet_before = market.w3.eth.get_balance(owner)
+    withdrawn = int(datadebit(stack, "owner", "owner", "withdraw").stdout)
+    assert withdrawn == credited
+    assert market.balance_of(owner) == 0
+    assert market.w3.eth.get_balance(owner) > wallet_before
+
+    if _has_command("audit"):
+        datadebit(stack, "owner", "audit")
+
+
+def _has_command(name: str) -> bool:
+    import typer.main  # noqa: PLC0415
+
+    from marketplace.cli.main import app  # noqa: PLC0415 - only to see what is there
+
+    return name in typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+
+# -- the CLI on the stack: gateways failing -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bought(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    """An auto-approved listing with one version, and buyer A's debit on it."""
+    listing = create_listing(stack, auto_approve=True)
+    data = make_csv(tmp_path_factory.mktemp("bought") / "data.csv", 3000, seed=7)
+    publish(stack, listing, data)
+    return request_debit(stack, "buyer_a", listing), data
+
+
+def test_with_one_gateway_killed_the_buyer_still_decrypts(
+    stack: DevStack, bought: tuple[int, Path], tmp_path: Path
+) -> None:
+    debit, data = bought
+    stack.kill_gateway(2)
+    got = fetch(stack, "buyer_a", debit, tmp_path / "out.csv")
+    assert (tmp_path / "out.csv").read_bytes() == data.read_bytes()
+    assert "gateways 1, 3" in got.stderr
+
+
+def test_with_two_gateways_killed_the_fetch_fails_clearly_and_writes_nothing(
+    stack: DevStack, bought: tuple[int, Path], tmp_path: Path
+) -> None:
+    debit, _ = bought
+    stack.kill_gateway(1)
+    stack.kill_gateway(3)
+    out = tmp_path / "out.csv"
+    failed = fetch(stack, "buyer_a", debit, out, "--timeout", "3", expect=1)
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), failed.stderr
+    assert "need 2" in lines[0]
+    assert "node 1: unreachable" in lines[0] and "node 3: unreachable" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _wait_for_cursor(stack: DevStack, index: int, block: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        cursor = stack.health(index)["cursor"]
+        if isinstance(cursor, int) and cursor >= block:
+            return cursor
+        assert time.monotonic() < deadline, (
+            f"gateway {index} cursor {cursor} never reached block {block}\n{stack.log_tails()}"
+        )
+        time.sleep(0.1)
+
+
+def test_a_restarted_gateway_catches_up_from_its_persisted_cursor(
+    stack: DevStack, tmp_path: Path
+) -> None:
+    market = market_of(stack)
+    listing = create_listing(stack, auto_approve=False)
+    publish(stack, listing, make_csv(tmp_path / "v1.csv", 2000, seed=11))
+    debit = request_debit(stack, "buyer_b", listing)
+    cursor_before = _wait_for_cursor(stack, 3, market.w3.eth.block_number)
+    releases = httpx.get(f"{stack.gateways[3].url}/v1/releases", timeout=5.0).json()["releases"]
+
+    stack.kill_gateway(3)
+    # while node 3 is down: the owner consents and publishes a second version
+    datadebit(stack, "owner", "owner", "consent", str(debit))
+    data_v2 = make_csv(tmp_path / "v2.csv", 2000, seed=12)
+    assert publish(stack, listing, data_v2) == 2
+    head = market.w3.eth.block_number
+
+    stack.start_gateway(3)
+    assert _wait_for_cursor(stack, 3, head) > cursor_before
+    after = httpx.get(f"{stack.gateways[3].url}/v1/releases", timeout=5.0).json()["releases"]
+    assert after[: len(releases)] == releases  # its release log survived the crash
+
+    # with node 1 down, t = 2 needs node 3: it serves the consent and version it missed
+    stack.kill_gateway(1)
+    got = fetch(stack, "buyer_b", debit, tmp_path / "out.csv")
+    assert got.stdout.split()[0] == "2"
+    assert (tmp_path / "out.csv").read_bytes() == data_v2.read_bytes()
+    assert "gateways 2, 3" in got.stderr
