@@ -11,11 +11,15 @@ import os
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -35,8 +39,55 @@ PRICE = 10**18
 PERIOD = 600
 
 
+SCRIPT_STARTUP = 120.0
+
+
+@dataclass
+class ScriptRun:
+    """`scripts/devstack` running as a user starts it; stdout collected by a thread."""
+
+    proc: subprocess.Popen[str]
+    state: Path
+    stderr: Path
+    lines: list[str] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def collect(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith("export DATADEBIT_PRIVATE_KEY="):
+                self.ready.set()
+
+    def output(self) -> str:
+        return "".join(self.lines) + self.stderr.read_text(errors="replace")
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+def devstack_script(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptRun]:
+    """A 1-of-1 stack run by the script itself. `stack` requests this fixture first, so
+    the two start-ups (each ~15 s, mostly js-ipfs) overlap."""
+    folder = tmp_path_factory.mktemp("script")
+    with (folder / "stderr").open("w") as stderr:
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "devstack"), "--nodes", "1", "--threshold", "1",
+             "--state-dir", str(folder / "state")],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
+        )
+    run = ScriptRun(proc, folder / "state", folder / "stderr")
+    reader = threading.Thread(target=run.collect, daemon=True)
+    reader.start()
+    yield run
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+    reader.join(10)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    devstack_script: ScriptRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevStack]:
     with DevStack.start(tmp_path_factory.mktemp("devstack") / "state") as running:
         yield running
 
@@ -47,9 +98,11 @@ def all_gateways_up(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" in request.fixturenames:
         running: DevStack = request.getfixturevalue("stack")
-        for index, gateway in running.gateways.items():
-            if not gateway.running:
-                running.start_gateway(index)
+        down = [i for i, gateway in running.gateways.items() if not gateway.running]
+        for index in down:
+            running.start_gateway(index, wait=False)
+        for index in down:
+            running.wait_healthy(index)
 
 
 def datadebit(
@@ -186,38 +239,26 @@ def test_env_files_match_the_stack_and_hold_no_node_secret(stack: DevStack) -> N
 
 
 def test_the_script_prints_the_environment_and_stops_everything_on_sigterm(
-    tmp_path: Path,
+    devstack_script: ScriptRun,
 ) -> None:
-    state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "devstack"), "--nodes", "1", "--threshold", "1",
-         "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    run = devstack_script
     try:
-        assert proc.stdout is not None
-        printed: list[str] = []
-        deadline = time.monotonic() + 90
-        while not any(line.startswith("export DATADEBIT_PRIVATE_KEY=") for line in printed):
-            line = proc.stdout.readline()
-            assert line and time.monotonic() < deadline, (
-                "".join(printed) + (proc.stderr.read() if proc.stderr else "")
-            )
-            printed.append(line)
-        exports = dict(re.findall(r"^export (\w+)=(\S+)", "".join(printed), re.MULTILINE))
+        assert run.ready.wait(SCRIPT_STARTUP), f"no environment printed:\n{run.output()}"
+        exports = dict(re.findall(r"^export (\w+)=(\S+)", run.output(), re.MULTILINE))
         assert set(exports) == {"DATADEBIT_RPC", "DATADEBIT_MARKET", "DATADEBIT_STORE",
                                 "DATADEBIT_COMMITTEE", "DATADEBIT_PRIVATE_KEY"}
+        assert (run.state / "env.sh").is_file() and (run.state / "datadebit.toml").is_file()
         url = read_public_committee(Path(exports["DATADEBIT_COMMITTEE"])).nodes[0].url
         assert url is not None
         assert httpx.get(f"{url}/v1/health", timeout=5.0).json()["status"] == "ok"
-        assert _processes_mentioning(str(state)), "gateway and ipfs should be running"
+        assert _processes_mentioning(str(run.state)), "gateway and ipfs should be running"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
-    assert proc.returncode == 0
+        os.killpg(run.proc.pid, signal.SIGTERM)
+        run.proc.wait(60)
+    assert run.proc.returncode == 0, run.output()
     for endpoint in (exports["DATADEBIT_RPC"], exports["DATADEBIT_STORE"], url):
         assert _refuses_connections(endpoint), endpoint
-    assert _processes_mentioning(str(state)) == []
+    assert _processes_mentioning(str(run.state)) == []
 
 
 # -- the CLI on the stack: the demo story ---------------------------------------------------
@@ -329,6 +370,14 @@ def _wait_for_cursor(stack: DevStack, index: int, block: int, timeout: float = 3
         time.sleep(0.1)
 
 
+def _persisted_cursor(database: Path) -> int:
+    """The cursor a (stopped) gateway left in its SQLite file."""
+    with closing(sqlite3.connect(database)) as db:
+        row = db.execute("SELECT block_number FROM cursor WHERE id = 1").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_a_restarted_gateway_catches_up_from_its_persisted_cursor(
     stack: DevStack, tmp_path: Path
 ) -> None:
@@ -340,14 +389,17 @@ def test_a_restarted_gateway_catches_up_from_its_persisted_cursor(
     releases = httpx.get(f"{stack.gateways[3].url}/v1/releases", timeout=5.0).json()["releases"]
 
     stack.kill_gateway(3)
+    persisted = _persisted_cursor(stack.gateways[3].database)
+    assert persisted >= cursor_before  # (anchor transactions may have added blocks)
     # while node 3 is down: the owner consents and publishes a second version
     datadebit(stack, "owner", "owner", "consent", str(debit))
     data_v2 = make_csv(tmp_path / "v2.csv", 2000, seed=12)
     assert publish(stack, listing, data_v2) == 2
     head = market.w3.eth.block_number
+    assert head > persisted
 
     stack.start_gateway(3)
-    assert _wait_for_cursor(stack, 3, head) > cursor_before
+    assert _wait_for_cursor(stack, 3, head) >= head
     after = httpx.get(f"{stack.gateways[3].url}/v1/releases", timeout=5.0).json()["releases"]
     assert after[: len(releases)] == releases  # its release log survived the crash
 
