@@ -101,8 +101,19 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+#: Advisory lock key every state transaction holds (advisory locks are per database).
+_WRITER_LOCK = 0x64617461_64656274  # "datadebt"
+
+
 class PostgresDatabase:
-    """Gateway state in Postgres, for a replicated deployment (needs `psycopg`)."""
+    """Gateway state in Postgres, for a replicated deployment (needs `psycopg`).
+
+    Every transaction first takes one transaction-scoped advisory lock, so transactions
+    on the same database run one at a time across connections and processes, as SQLite's
+    `BEGIN IMMEDIATE` makes them: read-then-write steps (next release seq, nonce check,
+    processed-log check) cannot interleave. A connection the server dropped is replaced
+    at the next transaction; the one in flight fails and its caller retries.
+    """
 
     def __init__(self, url: str) -> None:
         try:
@@ -111,16 +122,27 @@ class PostgresDatabase:
             raise StateStoreError(
                 "a Postgres state URL needs psycopg: pip install 'datadebit[postgres]'"
             ) from e
-        try:
-            self._conn = psycopg.connect(url, autocommit=True)
-        except psycopg.Error as e:
-            raise StateStoreError(f"cannot connect to Postgres: {type(e).__name__}") from e
+        self._url = url
+        self._connect = psycopg.connect
+        self._errors = psycopg.Error
+        self._conn = self._open()
         self._lock = threading.RLock()
+
+    def _open(self) -> Any:
+        try:
+            return self._connect(self._url, autocommit=True)
+        except self._errors as e:
+            raise StateStoreError(f"cannot connect to Postgres: {type(e).__name__}") from e
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            yield _PostgresTx(cur)
+        with self._lock:
+            if self._conn.broken:
+                self._conn.close()
+                self._conn = self._open()
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
+                yield _PostgresTx(cur)
 
     def close(self) -> None:
         with self._lock:

@@ -2,15 +2,18 @@
 
 Each test gets a fresh chain, market and gateway state: the chain fixture is cheap
 enough on eth-tester (deploy ~25 ms), and fresh state keeps the tests independent.
-`build_stack` also runs on a real anvil (tests/integration/gateway).
+The `stack` fixture runs each test twice, with the nodes' state in SQLite files and in
+databases on a real Postgres (`state_backend`). `build_stack` also runs on a real
+anvil (tests/integration/gateway).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,7 +36,9 @@ from marketplace.keyclient import KeyClient
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.keyrelease.capsule import Capsule, CapsuleContext, make_capsule
 from marketplace.keyrelease.dealer import DealtCommittee, deal
+from scripts.servers.postgres import start_postgres
 from storage.keys import DataKey
+from tests.gateway.state_backends import BACKENDS, StateBackend
 
 ETHER = 10**18
 PRICE = 10**15
@@ -125,8 +130,12 @@ class Stack:
         return self.clients[node].post("/v1/keys", json=body)
 
 
-def build_stack(w3: Web3, *, confirmations: int = 0) -> Stack:
-    """Deploy a market with a freshly dealt 2-of-3 committee and three gateways on it."""
+def build_stack(
+    w3: Web3, *, confirmations: int = 0, open_state: Callable[[int], GatewayState] | None = None
+) -> Stack:
+    """Deploy a market with a freshly dealt 2-of-3 committee and three gateways on it;
+    `open_state(node)` gives each node's state (in-memory SQLite by default)."""
+    new_state = open_state or (lambda _node: GatewayState(SqliteDatabase(":memory:")))
     dev = DevChain(w3)
     deployer, owner, buyer, stranger = (Account.create() for _ in range(4))
     node_accounts = [Account.create() for _ in range(3)]
@@ -143,7 +152,7 @@ def build_stack(w3: Web3, *, confirmations: int = 0) -> Stack:
     services = {
         i: GatewayService(
             market=market,
-            state=GatewayState(SqliteDatabase(":memory:")),
+            state=new_state(i),
             node=NodeKey(dealt.shares[i - 1], node_accounts[i - 1]),
             confirmations=confirmations,
         )
@@ -157,9 +166,31 @@ def build_stack(w3: Web3, *, confirmations: int = 0) -> Stack:
     )
 
 
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """One throwaway Postgres server for the session, started only if a test asks."""
+    with start_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def state_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateBackend]:
+    admin_url = None
+    if request.param == "postgres":
+        admin_url = request.getfixturevalue("postgres_admin_url")
+    backend = StateBackend(request.param, tmp_path, admin_url)
+    yield backend
+    backend.close()
+
+
+def node_states(backend: StateBackend) -> Callable[[int], GatewayState]:
+    """Each node's state on `backend`, named node1..node3."""
+    return lambda node: backend.open(f"node{node}")
+
+
 @pytest.fixture
-def stack() -> Iterator[Stack]:
-    built = build_stack(connect())
+def stack(state_backend: StateBackend) -> Iterator[Stack]:
+    built = build_stack(connect(), open_state=node_states(state_backend))
     yield built
     for client in built.clients.values():
         client.close()

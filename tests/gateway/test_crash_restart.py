@@ -1,16 +1,16 @@
-"""A gateway on a SQLite file, killed mid-step and restarted on the same file, loses and
-duplicates nothing: each log processed exactly once, a gap-free release log, the cursor
-resumed.
+"""A gateway killed mid-step and restarted on the same state (a SQLite file or a Postgres
+database) loses and duplicates nothing: each log processed exactly once, a gap-free
+release log, the cursor resumed.
 
 The kill is a BaseException raised inside the step (the watcher and releaser catch only
 `Exception`, so it goes through them like a SIGKILL would stop them); the restarted node
-is a new `GatewayService` with a new connection to the same file.
+is a new `GatewayService` with a new connection to the same state. A real SIGKILL of a
+`gateway serve` process is tests/integration/gateway/test_sigkill.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,19 +18,19 @@ from fastapi.testclient import TestClient
 
 import marketplace.gateway.state as state_module
 from marketplace.gateway.api import create_app
-from marketplace.gateway.database import SqliteDatabase
 from marketplace.gateway.service import GatewayService
-from marketplace.gateway.state import GatewayState
 from tests.gateway.conftest import Stack
+from tests.gateway.state_backends import StateBackend
 
 
 class Killed(BaseException):
     """Stands in for SIGKILL: nothing in the gateway catches it."""
 
 
-def _node(stack: Stack, path: Path, *, batch_blocks: int = 500) -> GatewayService:
+def _node(stack: Stack, backend: StateBackend, *, batch_blocks: int = 500) -> GatewayService:
+    """Node 1's key on the state named "crashing": each call is a (re)start on it."""
     service = GatewayService(
-        market=stack.market, state=GatewayState(SqliteDatabase(path)), node=stack.services[1].node
+        market=stack.market, state=backend.open("crashing"), node=stack.services[1].node
     )
     service.watcher.max_block_range = batch_blocks
     return service
@@ -98,11 +98,10 @@ def _kill_on_call(
 
 
 def test_killed_inside_the_index_transaction(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, state_backend: StateBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entitled = _busy_chain(stack)
-    path = tmp_path / "node1.db"
-    first = _node(stack, path, batch_blocks=4)
+    first = _node(stack, state_backend, batch_blocks=4)
     _kill_on_call(monkeypatch, state_module, "_insert_index_row", 4)
     with pytest.raises(Killed):
         first.watcher.catch_up()
@@ -110,7 +109,7 @@ def test_killed_inside_the_index_transaction(
     before = first.state.cursor()
     assert before is not None and before.block_number < stack.market.w3.eth.block_number
 
-    restarted = _node(stack, path, batch_blocks=4)
+    restarted = _node(stack, state_backend, batch_blocks=4)
     assert restarted.state.cursor() == before
     restarted.tick(anchor=False)
     _assert_indexed_exactly_once(stack, restarted)
@@ -119,11 +118,10 @@ def test_killed_inside_the_index_transaction(
 
 
 def test_killed_after_a_batch_committed_resumes_from_the_cursor(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, state_backend: StateBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _busy_chain(stack)
-    path = tmp_path / "node1.db"
-    first = _node(stack, path, batch_blocks=3)
+    first = _node(stack, state_backend, batch_blocks=3)
     _kill_on_call(monkeypatch, first.state, "apply_logs", -3)
     with pytest.raises(Killed):
         first.watcher.catch_up()
@@ -131,7 +129,7 @@ def test_killed_after_a_batch_committed_resumes_from_the_cursor(
     assert committed is not None
     processed_before = set(_processed(first))
 
-    restarted = _node(stack, path, batch_blocks=3)
+    restarted = _node(stack, state_backend, batch_blocks=3)
     reads: list[int] = []
     real_read = restarted.watcher.reader.read
     monkeypatch.setattr(
@@ -145,17 +143,16 @@ def test_killed_after_a_batch_committed_resumes_from_the_cursor(
 
 
 def test_killed_while_preparing_shares(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, state_backend: StateBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The logs are committed before shares are prepared; a request makes the missing ones."""
     entitled = _busy_chain(stack)
-    path = tmp_path / "node1.db"
-    first = _node(stack, path)
+    first = _node(stack, state_backend)
     _kill_on_call(monkeypatch, first.watcher, "on_event", 2)
     with pytest.raises(Killed):
         first.watcher.catch_up()
 
-    restarted = _node(stack, path)
+    restarted = _node(stack, state_backend)
     restarted.tick(anchor=False)
     _assert_indexed_exactly_once(stack, restarted)
     client = TestClient(create_app(restarted, run_background=False))
@@ -173,11 +170,14 @@ def test_killed_while_preparing_shares(
     ids=["while signing (before the append commits)", "after the append, before answering"],
 )
 def test_killed_between_release_steps(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, call: int
+    stack: Stack,
+    state_backend: StateBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    call: int,
 ) -> None:
     entitled = _busy_chain(stack)
-    path = tmp_path / "node1.db"
-    first = _node(stack, path)
+    first = _node(stack, state_backend)
     first.tick(anchor=False)
     client = TestClient(create_app(first, run_background=False))
     assert client.post("/v1/keys", json=stack.body(*entitled[0])).status_code == 200
@@ -187,7 +187,7 @@ def test_killed_between_release_steps(
     monkeypatch.undo()
     survived = first.state.releases_after(0)
 
-    restarted = _node(stack, path)
+    restarted = _node(stack, state_backend)
     client = TestClient(create_app(restarted, run_background=False))
     answers = [client.post("/v1/keys", json=stack.body(d, v)).json() for d, v in entitled]
     _assert_release_log_is_sound(restarted)
@@ -200,13 +200,14 @@ def test_killed_between_release_steps(
         assert answers[before.seq - 1]["receiptSignature"] == "0x" + before.signature.hex()
 
 
-def test_restart_of_a_clean_node_does_not_reprocess(stack: Stack, tmp_path: Path) -> None:
+def test_restart_of_a_clean_node_does_not_reprocess(
+    stack: Stack, state_backend: StateBackend
+) -> None:
     _busy_chain(stack)
-    path = tmp_path / "node1.db"
-    first = _node(stack, path)
+    first = _node(stack, state_backend)
     first.tick(anchor=False)
     first.state.db.close()
-    restarted = _node(stack, path)
+    restarted = _node(stack, state_backend)
     seen: list[Any] = []
     restarted.watcher.on_event = seen.append
     assert restarted.watcher.catch_up() == 0

@@ -8,8 +8,9 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from marketplace.keyrelease.group import SecretScalar
 from marketplace.keyrelease.keys import NodeShare
 from marketplace.keyrelease.share import open_sealed_share
 from tests.gateway.conftest import Published, Stack
+from tests.gateway.state_backends import StateBackend
 
 
 @dataclass
@@ -37,6 +39,15 @@ class Sold:
     stack: Stack
     published: Published
     debit_id: int
+
+
+@pytest.fixture
+def state_backend(tmp_path: Path) -> Iterator[StateBackend]:
+    """SQLite only: these tests are about the client; the gateways' state is proven on both
+    backends by the other gateway tests."""
+    backend = StateBackend("sqlite", tmp_path)
+    yield backend
+    backend.close()
 
 
 @pytest.fixture
