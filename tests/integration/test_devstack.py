@@ -111,12 +111,17 @@ def all_gateways_up(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def datadebit(
-    stack: DevStack, role: str, *args: str, expect: int = 0
+    stack: DevStack, role: str, *args: str, expect: int = 0, via_config: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """`datadebit ARGS` as `role` types it, with the devstack's environment; a different
-    exit code fails the test with the command's output and the gateways' logs."""
+    """`datadebit ARGS` as `role` types it, with the devstack's environment (or, with
+    `via_config`, its datadebit.toml instead of the variables); a different exit code fails
+    the test with the command's output and the gateways' logs."""
+    env = stack.cli_env(role)
+    if via_config:
+        env = {k: v for k, v in env.items() if k not in stack.env or k.endswith("PRIVATE_KEY")}
+        env["DATADEBIT_CONFIG"] = str(stack.state_dir / "datadebit.toml")
     done = subprocess.run(
-        [sys.executable, "-m", "marketplace.cli", *args], cwd=ROOT, env=stack.cli_env(role),
+        [sys.executable, "-m", "marketplace.cli", *args], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False,
         stdin=subprocess.DEVNULL,
     )
@@ -304,7 +309,8 @@ def test_demo_story_end_to_end_through_the_cli(stack: DevStack, tmp_path: Path) 
     assert not (tmp_path / "b2.csv").exists()
 
     # the owner claims what accrued on A's debit and withdraws everything credited
-    claimed = int(datadebit(stack, "owner", "owner", "claim", str(debit_a)).stdout)
+    claimed = int(datadebit(stack, "owner", "owner", "claim", str(debit_a),
+                            via_config=True).stdout)
     assert claimed > 0
     credited = market.balance_of(owner)
     assert credited >= claimed  # plus what the revoke credited
