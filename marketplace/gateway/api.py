@@ -7,25 +7,26 @@ table that maps them to HTTP statuses.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
 
 from marketplace.chain.errors import ChainError, ChainUnavailable
-from marketplace.eip712 import (
-    InvalidTypedMessage,
-    KeyRequest,
-    MalformedSignature,
-    signature_from_hex,
-)
+from marketplace.eip712 import MalformedSignature, signature_from_hex
 from marketplace.gateway.releaser import ReleaseRefused
 from marketplace.gateway.service import GatewayService
+from marketplace.gateway.wire import (
+    MalformedBody,
+    is_json_content_type,
+    keys_answer,
+    parse_keys_body,
+)
 
 ERROR_STATUS: dict[str, int] = {
     "malformed": 422,
@@ -105,6 +106,29 @@ class ErrorBody(BaseModel):
     message: str
 
 
+def _inlined_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema with its nested models written out (no `$defs`), for
+    `openapi_extra`, which takes a schema but does not register nested models."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
+
+
+_KEYS_BODY_SCHEMA = _inlined_schema(KeysBody)
+
+
 def error_response(code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=ERROR_STATUS[code])
 
@@ -155,26 +179,29 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
     async def _chain_error(_: Request, exc: ChainError) -> JSONResponse:
         return error_response("chain_unavailable", "the chain node refused a read")
 
-    @app.post("/v1/keys", response_model=KeysResponse)
-    def post_keys(body: KeysBody, svc: Service) -> KeysResponse | JSONResponse:
+    @app.post(
+        "/v1/keys",
+        response_model=KeysResponse,
+        openapi_extra={"requestBody": {
+            "required": True, "content": {"application/json": {"schema": _KEYS_BODY_SCHEMA}},
+        }},
+    )
+    async def post_keys(request: Request) -> Response:
         """Release this node's sealed share of a version key to an entitled buyer."""
+        # the body is parsed by hand (`wire`), not by a pydantic parameter: this is the
+        # node's hot path; `KeysBody` documents the same shape in the OpenAPI schema
+        if not is_json_content_type(request.headers.get("content-type")):
+            return error_response("malformed", "body: must be application/json")
         try:
-            request = KeyRequest.from_message(body.request.model_dump())
-            signature = signature_from_hex(body.signature)
-        except InvalidTypedMessage as e:
+            key_request, signature_hex = parse_keys_body(await request.body())
+            signature = signature_from_hex(signature_hex)
+        except MalformedBody as e:
             return error_response("malformed", str(e))
         except MalformedSignature as e:
             return error_response("bad_signature", str(e))
-        signed = svc.releaser.handle(request, signature)
-        release = signed.release
-        return KeysResponse(
-            node=release.node,
-            debitId=release.debit_id,
-            version=release.version,
-            sealedShare=base64.b64encode(release.sealed_share).decode(),
-            receipt=ReceiptBody(**signed.receipt.to_message()),
-            receiptSignature="0x" + release.signature.hex(),
-        )
+        # blocking work (SQLite, chain reads on a cache miss) runs off the event loop
+        signed = await run_in_threadpool(service.releaser.handle, key_request, signature)
+        return Response(keys_answer(signed), media_type="application/json")
 
     @app.get("/v1/releases", response_model=ReleasesResponse)
     def get_releases(
