@@ -47,8 +47,8 @@ from eth_account import Account
 
 from marketplace.chain.provider import DevChain, connect
 from marketplace.committee import read_public_committee
-from scripts.servers.anvil import start_anvil
-from scripts.servers.ipfs import IpfsDaemon
+from scripts.servers.anvil import AnvilError, start_anvil
+from scripts.servers.ipfs import IpfsDaemon, IpfsDaemonError
 from scripts.servers.process import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,14 +343,6 @@ class DevStack:
         env[f"{ENV_PREFIX}PRIVATE_KEY"] = self.accounts[role].private_key
         return env
 
-    def pids(self) -> dict[str, int]:
-        """Process ids of what runs now (anvil's launcher does not expose its pid)."""
-        found = {f"gateway-{i}": g.proc.pid for i, g in self.gateways.items()
-                 if g.proc is not None and g.running}
-        if self.ipfs is not None and self.ipfs.pid is not None:
-            found["ipfs"] = self.ipfs.pid
-        return found
-
     def log_tails(self) -> str:
         """Every gateway's log tail, for attaching to a failure message."""
         return "\n".join(
@@ -405,7 +397,10 @@ def _stop_after(started: Future[str], stop: Callable[[], None], pool: ThreadPool
     stop()
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    """Unwind into the clean stop; a second Ctrl-C must not interrupt that stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -422,8 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor-interval", type=float, default=10.0,
                         help="gateways' release-anchoring interval in seconds (default 10)")
     args = parser.parse_args(argv)
+    if not 1 <= args.threshold <= args.nodes <= 255:
+        parser.error("need 1 <= --threshold <= --nodes <= 255")
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="datadebit-devstack-"))
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # SIGINT too: a shell starting us in the background sets it to "ignore", and Python
+    # then never raises KeyboardInterrupt for it.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stop_on_signal)
     print(f"starting the devstack in {state_dir} ...", file=sys.stderr, flush=True)
     try:
         with DevStack.start(
@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("devstack stopped", file=sys.stderr)
         return 0
-    except DevStackError as e:
+    except (DevStackError, AnvilError, IpfsDaemonError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
