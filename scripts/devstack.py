@@ -44,6 +44,7 @@ from types import FrameType
 
 import httpx
 from eth_account import Account
+from eth_typing import ChecksumAddress
 
 from marketplace.chain.provider import DevChain, connect
 from marketplace.committee import read_public_committee
@@ -73,7 +74,7 @@ class DevAccount:
 
     role: str
     index: int
-    address: str
+    address: ChecksumAddress
     private_key: str
 
 

@@ -99,7 +99,8 @@ def stack(
 
 @pytest.fixture(autouse=True)
 def all_gateways_up(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests that kill gateways leave the next test a whole committee."""
+    """Tests that kill gateways leave the next test a whole committee. (A failed test's
+    report carries the gateways' logs: tests/integration/conftest.py.)"""
     yield
     if "stack" in request.fixturenames:
         running: DevStack = request.getfixturevalue("stack")
@@ -115,7 +116,7 @@ def datadebit(
 ) -> subprocess.CompletedProcess[str]:
     """`datadebit ARGS` as `role` types it, with the devstack's environment (or, with
     `via_config`, its datadebit.toml instead of the variables); a different exit code fails
-    the test with the command's output and the gateways' logs."""
+    the test with the command's output (and the gateways' logs, see conftest)."""
     env = stack.cli_env(role)
     if via_config:
         env = {k: v for k, v in env.items() if k not in stack.env or k.endswith("PRIVATE_KEY")}
@@ -128,7 +129,7 @@ def datadebit(
     if done.returncode != expect:
         pytest.fail(
             f"`datadebit {' '.join(args)}` as {role} exited {done.returncode}, not {expect}\n"
-            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\n{stack.log_tails()}"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         )
     return done
 
@@ -207,7 +208,7 @@ def test_every_gateway_is_healthy_on_the_deployed_market(stack: DevStack) -> Non
     committee = read_public_committee(stack.committee_file)
     for node in committee.nodes:
         health = stack.health(node.index)
-        assert health["status"] == "ok", stack.log_tails()
+        assert health["status"] == "ok", health
         assert health["node"] == node.index
         assert health["address"] == node.address
         assert str(health["market"]).lower() == stack.market.lower()
@@ -377,7 +378,7 @@ def _wait_for_cursor(stack: DevStack, index: int, block: int, timeout: float = 3
         if isinstance(cursor, int) and cursor >= block:
             return cursor
         assert time.monotonic() < deadline, (
-            f"gateway {index} cursor {cursor} never reached block {block}\n{stack.log_tails()}"
+            f"gateway {index} cursor {cursor} never reached block {block}"
         )
         time.sleep(0.1)
 
