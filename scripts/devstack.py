@@ -47,7 +47,7 @@ from eth_account import Account
 from eth_typing import ChecksumAddress
 
 from marketplace.chain.provider import DevChain, connect
-from marketplace.committee import read_public_committee
+from marketplace.committee import node_key_file_name, read_public_committee
 from scripts.servers.anvil import AnvilError, start_anvil
 from scripts.servers.ipfs import IpfsDaemon, IpfsDaemonError
 from scripts.servers.process import free_port, stop_process_group
@@ -244,7 +244,7 @@ class DevStack:
             self.gateways[node.index] = Gateway(
                 index=node.index,
                 port=ports[node.index - 1],
-                node_key=self.committee_dir / f"node-{node.index}.json",
+                node_key=self.committee_dir / node_key_file_name(node.index),
                 database=self.state_dir / f"gateway-{node.index}.db",
                 log=self.state_dir / f"gateway-{node.index}.log",
             )

@@ -223,6 +223,14 @@ def test_committee_file_names_the_running_gateways(stack: DevStack) -> None:
     assert on_chain.committee_key == committee.committee_key.to_bytes()
 
 
+def test_role_wallets_are_anvils_funded_dev_accounts(stack: DevStack) -> None:
+    w3 = connect(stack.rpc_url)
+    roles = sorted(stack.accounts.values(), key=lambda a: a.index)
+    assert [a.address for a in roles] == w3.eth.accounts[: len(roles)]
+    for account in roles:
+        assert w3.eth.get_balance(account.address) > 1000 * 10**18
+
+
 def test_node_accounts_are_funded_to_pay_for_anchors(stack: DevStack) -> None:
     w3 = connect(stack.rpc_url)
     for node in read_public_committee(stack.committee_file).nodes:
