@@ -226,7 +226,7 @@ def test_committee_file_names_the_running_gateways(stack: DevStack) -> None:
 def test_role_wallets_are_anvils_funded_dev_accounts(stack: DevStack) -> None:
     w3 = connect(stack.rpc_url)
     roles = sorted(stack.accounts.values(), key=lambda a: a.index)
-    assert [a.address for a in roles] == w3.eth.accounts[: len(roles)]
+    assert [a.address for a in roles] == list(w3.eth.accounts[: len(roles)])
     for account in roles:
         assert w3.eth.get_balance(account.address) > 1000 * 10**18
 
