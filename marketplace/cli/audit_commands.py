@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from eth_utils.address import is_address
 from rich.console import Console
 
 from marketplace.audit.auditor import Auditor
@@ -20,15 +19,21 @@ from marketplace.audit.release_log import HttpReleaseLog, ReleaseLogSource
 from marketplace.audit.releases import MAX_PENDING_AGE
 from marketplace.audit.render import print_report
 from marketplace.audit.report import AuditReport
-from marketplace.chain.market import MarketClient
-from marketplace.chain.provider import connect
-from marketplace.chain.types import Committee
-from marketplace.committee import PublicCommittee, read_public_committee
+from marketplace.cli.config import (
+    CommitteeOption,
+    ConfigError,
+    FromBlockOption,
+    MarketOption,
+    RpcOption,
+    StoreOption,
+    check_committee_matches,
+    open_market,
+    open_store,
+    read_committee,
+)
+from marketplace.committee import PublicCommittee
 from marketplace.errors import MarketplaceError
 from storage.errors import StorageError
-from storage.stores.base import ContentStore
-from storage.stores.ipfs import IpfsStore
-from storage.stores.local import LocalStore
 
 #: Exit code when the audit cannot run at all (click uses it for usage errors too).
 CANNOT_AUDIT = 2
@@ -38,34 +43,9 @@ def register(app: typer.Typer) -> None:
     app.command("audit")(audit)
 
 
-class AuditConfigError(MarketplaceError):
-    """The audit's inputs do not fit together (or do not exist)."""
-
-
 def _cannot(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(CANNOT_AUDIT)
-
-
-def open_store(spec: str) -> ContentStore:
-    """`IpfsStore` for an http(s) Kubo RPC URL, else `LocalStore` over an existing folder."""
-    if spec.startswith(("http://", "https://")):
-        return IpfsStore(spec)
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        raise AuditConfigError(f"--store {path} is not a directory")
-    return LocalStore(path)
-
-
-def check_committee_file(public: PublicCommittee, on_chain: Committee) -> None:
-    """The file must describe the market's own committee (the chain is the authority)."""
-    same = (
-        public.threshold == on_chain.threshold
-        and public.committee_key.to_bytes() == on_chain.committee_key
-        and [n.address.lower() for n in public.nodes] == [a.lower() for a in on_chain.nodes]
-    )
-    if not same:
-        raise AuditConfigError("the committee file does not match the market's committee")
 
 
 def node_sources(public: PublicCommittee, timeout: float) -> dict[int, ReleaseLogSource]:
@@ -91,26 +71,14 @@ def emit(report: AuditReport, json_target: str | None, console: Console) -> int:
 
 
 def audit(
-    rpc: Annotated[str, typer.Option(envvar="DATADEBIT_RPC", help="JSON-RPC URL of the chain")],
-    market: Annotated[
-        str, typer.Option(envvar="DATADEBIT_MARKET", help="Address of the DataMarket")
-    ],
-    store: Annotated[
-        str,
-        typer.Option(envvar="DATADEBIT_STORE",
-                     help="Ciphertext store: a directory (LocalStore) or an http(s) Kubo RPC URL"),
-    ],
-    committee: Annotated[
-        Path,
-        typer.Option("--committee", envvar="DATADEBIT_COMMITTEE",
-                     help="committee.json (node URLs; checked against the chain)"),
-    ],
+    rpc: RpcOption = None,
+    market: MarketOption = None,
+    store: StoreOption = None,
+    committee: CommitteeOption = None,
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write the JSON report to FILE, or - for stdout")
     ] = None,
-    from_block: Annotated[
-        int, typer.Option(min=0, help="First block to read events from (the deployment's)")
-    ] = 0,
+    from_block: FromBlockOption = 0,
     max_block_range: Annotated[
         int, typer.Option(min=1, help="Blocks per eth_getLogs request")
     ] = 500,
@@ -120,12 +88,12 @@ def audit(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per gateway request")] = 10.0,
 ) -> None:
     """Check a deployment end to end: balances, debit transitions, every CID, every release."""
-    if not is_address(market):
-        raise _cannot("--market is not an Ethereum address")
     try:
-        public = read_public_committee(committee)
-        client = MarketClient(connect(rpc), market)
-        check_committee_file(public, client.committee())
+        client = open_market(rpc, market)
+        public = read_committee(committee)
+        check_committee_matches(public, client.committee(), Path(str(committee)))
+        if store is not None and "://" not in store and not Path(store).expanduser().is_dir():
+            raise ConfigError(f"--store {store} is not a directory (an audit reads, never creates)")
         auditor = Auditor(
             client, open_store(store), node_sources(public, timeout),
             from_block=from_block, max_block_range=max_block_range,

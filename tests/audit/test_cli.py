@@ -9,7 +9,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from marketplace.cli.audit_commands import AuditConfigError, check_committee_file, emit
+from marketplace.cli.audit_commands import emit
+from marketplace.cli.config import ConfigError, check_committee_matches
 from marketplace.cli.main import app
 from marketplace.committee import PublicCommittee
 from tests.audit.scenario import Scenario
@@ -65,7 +66,7 @@ def test_audit_exitsTwo_onAMarketThatIsNotAnAddress(tmp_path: Path) -> None:
     result = runner.invoke(app, ["audit", "--rpc", "http://127.0.0.1:9", "--market", "0x12",
                                  "--store", str(tmp_path), "--committee", "c.json"])
     assert result.exit_code == 2
-    assert "error: --market is not an Ethereum address" in result.output
+    assert result.output.startswith("error: --market '0x12' is not an Ethereum address")
 
 
 def test_audit_exitsTwo_onAMissingCommitteeFile(tmp_path: Path) -> None:
@@ -99,12 +100,14 @@ def _committee_json(scenario: Scenario) -> dict[str, object]:
     }
 
 
-def test_aCommitteeFileForAnotherCommittee_isAConfigError(scenario: Scenario) -> None:
+def test_a_committee_file_for_another_committee_is_a_config_error(scenario: Scenario) -> None:
     document = _committee_json(scenario)
     public = PublicCommittee.from_json(document)
-    check_committee_file(public, scenario.net.market.committee())  # the right one passes
+    check_committee_matches(public, scenario.net.market.committee(), Path("c.json"))  # right one
     nodes = document["nodes"]
     assert isinstance(nodes, list)
     nodes[0]["address"], nodes[1]["address"] = nodes[1]["address"], nodes[0]["address"]
-    with pytest.raises(AuditConfigError):
-        check_committee_file(PublicCommittee.from_json(document), scenario.net.market.committee())
+    with pytest.raises(ConfigError):
+        check_committee_matches(
+            PublicCommittee.from_json(document), scenario.net.market.committee(), Path("c.json")
+        )
