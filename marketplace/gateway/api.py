@@ -199,8 +199,11 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
             return error_response("malformed", str(e))
         except MalformedSignature as e:
             return error_response("bad_signature", str(e))
-        # blocking work (SQLite, chain reads on a cache miss) runs off the event loop
-        signed = await run_in_threadpool(service.releaser.handle, key_request, signature)
+        # a re-served release with everything known answers here; what needs the chain
+        # or a new (signed, durably written) release goes to a thread, off the loop
+        signed = service.releaser.handle_from_memory(key_request, signature)
+        if signed is None:
+            signed = await run_in_threadpool(service.releaser.handle, key_request, signature)
         return Response(keys_answer(signed), media_type="application/json")
 
     @app.get("/v1/releases", response_model=ReleasesResponse)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from marketplace.chain.errors import UnknownDebit, UnknownVersion
 from marketplace.chain.events import DebitConsented, DebitRequested, MarketEvent, VersionPublished
+from marketplace.chain.hot_reads import HotReads
 from marketplace.chain.market import MarketClient
 from marketplace.committee import NodeKey
 from marketplace.eip712 import (
@@ -94,6 +95,17 @@ class UnboundCapsule(ReleaseRefused):
 
 
 @dataclass(frozen=True, slots=True)
+class _Checked:
+    """What the checks after the nonce found: the version, the confirmed head, the
+    entitlement there and (from memory only) the logged release."""
+
+    version: IndexedVersion
+    block: int
+    entitled: bool
+    release: Release | None
+
+
+@dataclass(frozen=True, slots=True)
 class SignedRelease:
     release: Release
     receipt: ReleaseReceipt
@@ -123,11 +135,29 @@ class KeyReleaser:
         self._entitled: dict[tuple[int, int], bool] = {}
         self._capsules: dict[tuple[int, int, bytes, bytes], BoundCapsule] = {}
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        # bare JSON-RPC for the per-request chain reads (None: the embedded chain)
+        self._reads = HotReads.for_market(market)
 
     # ------------------------------------------------------------ the request path
 
     def handle(self, request: KeyRequest, signature: bytes) -> SignedRelease:
         """Check everything DESIGN §5 lists, then release (or re-serve) this node's share."""
+        answer = self._handle(request, signature, memory_only=False)
+        assert answer is not None
+        return answer
+
+    def handle_from_memory(self, request: KeyRequest, signature: bytes) -> SignedRelease | None:
+        """What `handle` would answer, or None, having recorded nothing, when answering
+        needs the chain (a stale head, an entitlement not known at it, an unindexed debit
+        or version) or a new release (signing, a durable write). What it does answer costs
+        no I/O but SQLite reads and the nonce write, so the API runs it on the event loop
+        and sends only the rest to a thread."""
+        return self._handle(request, signature, memory_only=True)
+
+    def _handle(
+        self, request: KeyRequest, signature: bytes, *, memory_only: bool
+    ) -> SignedRelease | None:
         now = int(self._now())
         if request.expiry <= now:
             raise RequestExpired(f"request expired at {request.expiry} (now {now})")
@@ -137,33 +167,69 @@ class KeyReleaser:
             signer = recover_signer(self.domain, request, signature)
         except MalformedSignature as e:
             raise BadSignature(str(e)) from e
-        debit = self._debit(request.debit_id)
+        debit = self.state.debit(request.debit_id) if memory_only else self._debit(request.debit_id)
+        if debit is None:
+            return None
         if signer.lower() != debit.buyer.lower():
             raise WrongSigner(f"request signed by {signer}, not by the debit's buyer")
+        # from memory, everything the checks after the nonce need is gathered before the
+        # nonce is spent: a None leaves the request to `handle`, untouched
+        checked = self._checked_from_memory(debit, request.version) if memory_only else None
+        if memory_only and checked is None:
+            return None
         if not self.state.use_nonce(signer, request.nonce, request.expiry, now):
             raise NonceReused("this nonce was used before")
-        version = self._version(debit.listing_id, request.version)
-        block = self.confirmed_head()
-        if not self.entitled(debit.debit_id, version.version, block):
+        checked = checked or self._checked(debit, request.version)
+        if not checked.entitled:
             raise NotEntitled(
-                f"debit {debit.debit_id} is not entitled to version {version.version} "
-                f"at block {block}"
+                f"debit {debit.debit_id} is not entitled to version {checked.version.version} "
+                f"at block {checked.block}"
             )
-        release = self.state.release_for(debit.debit_id, version.version)
-        if release is None:
-            sealed = self.state.prepared(debit.debit_id, version.version)
-            if sealed is None:
-                sealed = self._seal(debit, version)
-            release = self.state.append_release(
-                debit.debit_id,
-                version.version,
-                lambda seq: self._signed(seq, debit.debit_id, version.version, sealed, block),
-            )
-            log.info(
-                "released share for debit %d version %d (seq %d, block %d)",
-                debit.debit_id, version.version, release.seq, block,
-            )
+        release = checked.release or self._release(debit, checked.version, checked.block)
         return SignedRelease(release, self.receipt_of(release))
+
+    def _checked(self, debit: IndexedDebit, version_number: int) -> _Checked:
+        """The version (indexed on demand), the confirmed head and the entitlement at it."""
+        version = self._version(debit.listing_id, version_number)
+        block = self.confirmed_head()
+        entitled = self.entitled(debit.debit_id, version.version, block)
+        return _Checked(version, block, entitled, None)
+
+    def _checked_from_memory(self, debit: IndexedDebit, version_number: int) -> _Checked | None:
+        """The same from the index and the remembered head and entitlement, with the
+        existing release when entitled; None if any is missing."""
+        version = self.state.version(debit.listing_id, version_number)
+        with self._lock:  # the head and what is remembered at it, together
+            head = self._head
+            entitled = self._entitled.get((debit.debit_id, version_number))
+        if version is None or head is None or entitled is None:
+            return None
+        if time.monotonic() - head[0] > self._head_ttl:
+            return None
+        block = head[1]
+        release = self.state.release_for(debit.debit_id, version_number) if entitled else None
+        if entitled and release is None:
+            return None
+        return _Checked(version, block, entitled, release)
+
+    def _release(self, debit: IndexedDebit, version: IndexedVersion, block: int) -> Release:
+        """The release of (debit, version): the logged one, else a new one appended."""
+        release = self.state.release_for(debit.debit_id, version.version)
+        if release is not None:
+            return release
+        sealed = self.state.prepared(debit.debit_id, version.version)
+        if sealed is None:
+            sealed = self._seal(debit, version)
+        release = self.state.append_release(
+            debit.debit_id,
+            version.version,
+            lambda seq: self._signed(seq, debit.debit_id, version.version, sealed, block),
+        )
+        log.info(
+            "released share for debit %d version %d (seq %d, block %d)",
+            debit.debit_id, version.version, release.seq, block,
+        )
+        return release
 
     def receipt_of(self, release: Release) -> ReleaseReceipt:
         return ReleaseReceipt(
@@ -209,15 +275,38 @@ class KeyReleaser:
         as well as by number: a reorg can replace the head with another block of the same
         height in which the debit is no longer entitled.
         """
+        fresh = self._fresh_head()
+        return fresh if fresh is not None else self._refresh_head()
+
+    def _fresh_head(self) -> int | None:
+        """The remembered confirmed head while it is at most `head_ttl` old, else None."""
         with self._lock:
+            head = self._head
+        if head is None or time.monotonic() - head[0] > self._head_ttl:
+            return None
+        return head[1]
+
+    def _refresh_head(self) -> int:
+        # one thread asks the chain, outside `_lock` (requests answered from memory go
+        # on meanwhile); threads that queued behind it take its answer if still fresh
+        with self._refresh_lock:
+            fresh = self._fresh_head()
+            if fresh is not None:
+                return fresh
             clock = time.monotonic()
-            if self._head is None or clock - self._head[0] > self._head_ttl:
-                head = self.watcher.reader.confirmed_head()
-                head_hash = self.watcher.block_hash(head) if head >= 0 else None
+            head, head_hash = self._read_head()
+            with self._lock:
                 if self._head is None or (head, head_hash) != self._head[1:]:
                     self._entitled.clear()
                 self._head = (clock, head, head_hash)
-            return self._head[1]
+            return head
+
+    def _read_head(self) -> tuple[int, str | None]:
+        if self._reads is None:
+            head = self.watcher.reader.confirmed_head()
+            return head, self.watcher.block_hash(head) if head >= 0 else None
+        head = self._reads.block_number() - self.watcher.reader.confirmations
+        return head, self._reads.block_hash(head) if head >= 0 else None
 
     def entitled(self, debit_id: int, version: int, block: int) -> bool:
         """`isEntitled` at `block`, remembered while the confirmed head stays there."""
@@ -226,7 +315,10 @@ class KeyReleaser:
             cached = self._entitled.get(key) if self._head and self._head[1] == block else None
         if cached is not None:
             return cached
-        answer = self.market.is_entitled(debit_id, version, block=max(block, 0))
+        if self._reads is None:
+            answer = self.market.is_entitled(debit_id, version, block=max(block, 0))
+        else:
+            answer = self._reads.is_entitled(debit_id, version, max(block, 0))
         with self._lock:
             if self._head and self._head[1] == block:
                 self._entitled[key] = answer
