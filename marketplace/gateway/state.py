@@ -35,6 +35,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS nonces (
         signer TEXT NOT NULL, nonce TEXT NOT NULL, expiry BIGINT NOT NULL,
         PRIMARY KEY (signer, nonce))""",
+    "CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expiry)",
     """CREATE TABLE IF NOT EXISTS releases (
         seq BIGINT PRIMARY KEY, debit_id BIGINT NOT NULL, version BIGINT NOT NULL,
         node BIGINT NOT NULL, sealed_share TEXT NOT NULL, sealed_share_hash TEXT NOT NULL,
@@ -46,6 +47,9 @@ SCHEMA = (
 
 #: How many recent block hashes to keep for finding a reorg's common ancestor.
 SEEN_BLOCKS_KEPT = 256
+#: Expired nonces are deleted at most this often (seconds of request time), not on every
+#: request: a nonce past its expiry can never match (expired requests are refused first).
+NONCE_PRUNE_INTERVAL = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class GatewayState:
 
     def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
         self.db = db
+        self._next_nonce_prune = 0
         with db.transaction() as tx:
             for statement in SCHEMA:
                 tx.execute(statement)
@@ -231,7 +236,9 @@ class GatewayState:
     def use_nonce(self, signer: str, nonce: bytes, expiry: int, now: int) -> bool:
         """Record a request nonce; False when this signer used it before (a replay)."""
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM nonces WHERE expiry < ?", (now,))
+            if now >= self._next_nonce_prune:
+                tx.execute("DELETE FROM nonces WHERE expiry < ?", (now,))
+                self._next_nonce_prune = now + NONCE_PRUNE_INTERVAL
             if tx.one(
                 "SELECT 1 FROM nonces WHERE signer = ? AND nonce = ?", (signer.lower(), nonce.hex())
             ):
@@ -255,9 +262,10 @@ class GatewayState:
         """Append the next release, or return the existing one for (debit, version).
 
         `build(seq)` makes (and signs) the release once its sequence number is known,
-        inside the same transaction, so two requests cannot both append.
+        inside the same transaction, so two requests cannot both append. The commit is
+        durable: a release is answered only once it would survive a power cut.
         """
-        with self.db.transaction() as tx:
+        with self.db.transaction(durable=True) as tx:
             existing = tx.one(
                 f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE debit_id = ? AND version = ?",  # noqa: S608
                 (debit_id, version),
