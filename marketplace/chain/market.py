@@ -55,6 +55,10 @@ E = TypeVar("E", bound=MarketEvent)
 #: Headroom over the node's gas estimate, so a state change between estimate and
 #: inclusion (another tx in the same block) does not run the transaction out of gas.
 GAS_HEADROOM = 1.2
+#: Plus a fixed margin of one zero-to-non-zero storage write (22,100 gas) and change: the
+#: estimate runs at the latest block, and a revoke or claim that lands seconds later may
+#: credit a balance that was still zero when estimated. Only gas used is paid for.
+GAS_MARGIN = 25_000
 
 
 class MarketClient:
@@ -355,7 +359,7 @@ def _send(
             "value": value,
             "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
         })
-        tx["gas"] = int(tx["gas"] * GAS_HEADROOM)
+        tx["gas"] = int(tx["gas"] * GAS_HEADROOM) + GAS_MARGIN
         signed = sender.sign_transaction(tx)
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)

@@ -446,6 +446,22 @@ def test_revoke_ofConsentedDebitCountsFromConsent(env: ChainEnv) -> None:
     assert 0 < earned < PRICE
 
 
+def test_revoke_inTheBlockAfterConsent_hasGasForTheOwnersFirstCredit(env: ChainEnv) -> None:
+    """The gas estimate runs at the latest block, where nothing has accrued yet; when the
+    revoke lands seconds later the owner's balance goes from zero to non-zero (~22k gas
+    more). The client's fixed margin must cover that, or the revoke runs out of gas."""
+    listing_id = new_listing(env, price=PRICE, period=PERIOD, auto=False)
+    debit_id = new_debit(env, listing_id).value
+    env.market.consent(env.actors.owner, debit_id)
+    assert env.market.balance_of(env.actors.owner.address) == 0
+    if env.backend == "anvil":  # the next block lands 100 s after the one estimated at
+        env.w3.provider.make_request("evm_setNextBlockTimestamp", [env.dev.now() + 100])
+    sent = env.market.revoke(env.actors.owner, debit_id)
+    assert env.market.debit(debit_id).state is REVOKED
+    assert env.market.balance_of(env.actors.owner.address) > 0
+    assert sent.gas_used > 50_000
+
+
 def test_revoke_revertsWhen_notActive(env: ChainEnv) -> None:
     _, debit_id = _requested(env)
     with pytest.raises(InvalidDebitState) as e:
