@@ -163,20 +163,23 @@ class KeyReleaser:
             raise RequestExpired(f"request expired at {request.expiry} (now {now})")
         if request.expiry > now + MAX_EXPIRY_AHEAD:
             raise ExpiryTooFar(f"expiry may be at most {MAX_EXPIRY_AHEAD} s ahead")
+        debit: IndexedDebit | None = None
+        checked: _Checked | None = None
+        if memory_only:
+            # everything the checks need, gathered from memory before any of them costs
+            # anything: a None leaves the request to `handle` untouched (no nonce spent,
+            # no signature recovered twice); the checks below then run in `handle`'s order
+            debit = self.state.debit(request.debit_id)
+            checked = self._checked_from_memory(debit, request.version) if debit else None
+            if checked is None:
+                return None
         try:
             signer = recover_signer(self.domain, request, signature)
         except MalformedSignature as e:
             raise BadSignature(str(e)) from e
-        debit = self.state.debit(request.debit_id) if memory_only else self._debit(request.debit_id)
-        if debit is None:
-            return None
+        debit = debit or self._debit(request.debit_id)
         if signer.lower() != debit.buyer.lower():
             raise WrongSigner(f"request signed by {signer}, not by the debit's buyer")
-        # from memory, everything the checks after the nonce need is gathered before the
-        # nonce is spent: a None leaves the request to `handle`, untouched
-        checked = self._checked_from_memory(debit, request.version) if memory_only else None
-        if memory_only and checked is None:
-            return None
         if not self.state.use_nonce(signer, request.nonce, request.expiry, now):
             raise NonceReused("this nonce was used before")
         checked = checked or self._checked(debit, request.version)

@@ -10,7 +10,14 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from marketplace.eip712 import KeyRequest, sign
-from marketplace.gateway.releaser import KeyReleaser, NonceReused, NotEntitled, WrongSigner
+from marketplace.gateway.releaser import (
+    BadSignature,
+    KeyReleaser,
+    NonceReused,
+    NotEntitled,
+    RequestExpired,
+    WrongSigner,
+)
 from tests.gateway.conftest import Stack
 
 
@@ -71,6 +78,14 @@ def test_refusals_from_memory_are_handles(stack: Stack) -> None:
     forged, forged_signature = _signed(stack, debit_id, signer=stack.stranger)
     with pytest.raises(WrongSigner):
         releaser.handle_from_memory(forged, forged_signature)
+    request, signature = _signed(stack, debit_id)
+    with pytest.raises(BadSignature):
+        releaser.handle_from_memory(request, signature[:64] + bytes([29]))
+    expired = KeyRequest(debit_id, 1, int(time.time()) - 1, os.urandom(32))
+    with pytest.raises(RequestExpired):
+        releaser.handle_from_memory(expired, sign(stack.buyer, stack.domain, expired))
+    with pytest.raises(NotEntitled):  # none of the refusals above spent this nonce
+        releaser.handle_from_memory(request, signature)
 
 
 def test_unindexed_debit_is_left_to_handle(stack: Stack) -> None:
