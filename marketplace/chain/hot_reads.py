@@ -102,6 +102,9 @@ class HotReads:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
         try:
             answer = self._post(body)
+        except TimeoutError as e:  # a node that does not answer gets no second wait
+            self._drop()
+            raise ChainUnavailable(self._endpoint, type(e).__name__) from e
         except (OSError, http.client.HTTPException):
             self._drop()  # a kept-alive connection the server closed: one fresh try
             try:
