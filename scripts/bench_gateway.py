@@ -17,13 +17,18 @@ For each committee (2-of-3 and 3-of-5 by default) it measures:
     release to the log with a freshly signed receipt (shares were prepared ahead from the
     chain events, as in production).
 
+Next to requests/s it reports the worker's CPU time per request (user + system, all its
+threads, from /proc): what a request costs on a core of its own, much steadier than
+requests/s on a shared machine. Before each load it waits until node 1 is idle (events
+indexed, shares prepared).
+
 `--pin` puts the measured worker alone on CPU 1 and this process, anvil and the other
 gateways on CPU 0 (children inherit the affinity), so the worker does not compete with
 its load generator. Without it everything shares all CPUs.
 
-Usage:
-    .venv/bin/python -m scripts.bench_gateway --pin [--releases 60] [--requests 2000]
-        [--connections 8] [--committees 2-of-3,3-of-5]
+Usage (the figures in docs/benchmarks.md):
+    .venv/bin/python -m scripts.bench_gateway --pin --releases 60 --requests 4000 \
+        --first-releases 500 [--connections 8] [--committees 2-of-3,3-of-5]
 
 Writes nothing but its report on stdout (copy the figures into docs/benchmarks.md).
 Every answer of the load phase must be 200 with a sealed share, or the run fails.
