@@ -7,6 +7,7 @@ table that maps them to HTTP statuses.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from marketplace.chain.errors import ChainError, ChainUnavailable
 from marketplace.eip712 import MalformedSignature, signature_from_hex
+from marketplace.gateway.database import StateStoreError
 from marketplace.gateway.releaser import ReleaseRefused
 from marketplace.gateway.service import GatewayService
 from marketplace.gateway.wire import (
@@ -27,6 +29,8 @@ from marketplace.gateway.wire import (
     keys_answer,
     parse_keys_body,
 )
+
+log = logging.getLogger(__name__)
 
 ERROR_STATUS: dict[str, int] = {
     "malformed": 422,
@@ -40,6 +44,7 @@ ERROR_STATUS: dict[str, int] = {
     "not_entitled": 403,
     "invalid_capsule": 409,
     "chain_unavailable": 503,
+    "state_unavailable": 503,
 }
 
 _HEX32 = r"^0x[0-9a-fA-F]{64}$"
@@ -174,6 +179,11 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
     @app.exception_handler(ChainUnavailable)
     async def _chain_down(_: Request, exc: ChainUnavailable) -> JSONResponse:
         return error_response("chain_unavailable", "the chain node does not answer")
+
+    @app.exception_handler(StateStoreError)
+    async def _state_down(_: Request, exc: StateStoreError) -> JSONResponse:
+        log.error("state database failed: %s", exc)
+        return error_response("state_unavailable", "the node's state database does not answer")
 
     @app.exception_handler(ChainError)
     async def _chain_error(_: Request, exc: ChainError) -> JSONResponse:

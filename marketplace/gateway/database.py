@@ -81,6 +81,8 @@ class SqliteDatabase:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise StateStoreError(f"gateway state at {self.path}: {e}") from e
             finally:
                 if durable:
                     self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -152,9 +154,12 @@ class PostgresDatabase:
             if self._conn.broken:
                 self._conn.close()
                 self._conn = self._open()
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
-                yield _PostgresTx(cur)
+            try:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
+                    yield _PostgresTx(cur)
+            except self._errors as e:  # the class name only: messages may quote parameters
+                raise StateStoreError(f"Postgres state: {type(e).__name__}") from e
 
     def close(self) -> None:
         with self._lock:

@@ -35,8 +35,9 @@ def test_a_dropped_connection_is_replaced_and_nothing_is_lost(
             ).fetchall()
         assert killed == [(True,)]
 
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(StateStoreError) as failed:
             state.cursor()  # the transaction in flight when the server went away fails...
+        assert isinstance(failed.value.__cause__, psycopg.OperationalError)
         assert state.cursor() == Cursor(5, "0x05")  # ...the next one reconnects
         state.apply_logs(1, [], Cursor(6, "0x06"))
         assert postgres.open("dropped").cursor() == Cursor(6, "0x06")

@@ -54,8 +54,19 @@ def test_error_table_is_the_documented_one() -> None:
         "malformed": 422, "bad_signature": 401, "wrong_signer": 403, "expired": 401,
         "expiry_too_far": 401, "nonce_reused": 409, "unknown_debit": 404,
         "unknown_version": 404, "not_entitled": 403, "invalid_capsule": 409,
-        "chain_unavailable": 503,
+        "chain_unavailable": 503, "state_unavailable": 503,
     }
+
+
+def test_a_failing_state_database_is_a_503_not_a_500(entitled: Entitled) -> None:
+    """The node cannot record a nonce or a release: it must say so cleanly (and release
+    nothing), not crash with an internal error. Here its database connection is gone."""
+    stack = entitled.stack
+    stack.services[1].state.db.close()
+    response = stack.ask(1, stack.body(entitled.debit_id, 1))
+    assert code_of(response) == (503, "state_unavailable")
+    assert "sqlite" not in response.text.lower()  # no driver detail on the wire
+    assert stack.ask(2, stack.body(entitled.debit_id, 1)).status_code == 200
 
 
 # ---------------------------------------------------------------- malformed bodies
