@@ -34,7 +34,7 @@ from marketplace.cli.config import (
     read_committee,
 )
 from marketplace.cli.errors import cli_errors, fail
-from marketplace.cli.owner_commands import DebitArgument, JsonOption, topic
+from marketplace.cli.owner_commands import DebitArgument, JsonOption, topic, withdraw
 from marketplace.cli.render import (
     debit_line,
     debit_record,
@@ -65,6 +65,7 @@ _CID_DIGEST_SIZE = 27
 
 
 def register(app: typer.Typer) -> None:
+    buyer_app.command("withdraw")(withdraw)  # the owner's command: one market balance each
     app.add_typer(buyer_app, name="buyer")
 
 
@@ -120,21 +121,6 @@ def cancel(
         note(debit_line(client.debit(debit)))
         note(f"credited back: `datadebit wallet balance --market {client.address}`; "
              "withdraw with `datadebit buyer withdraw`")
-
-
-@buyer_app.command("withdraw")
-def withdraw(
-    rpc: RpcOption = None,
-    market: MarketOption = None,
-    keystore: KeystoreOption = None,
-    passphrase_file: PassphraseFileOption = None,
-) -> None:
-    """Pay refunds credited in the market out to your wallet; prints the wei withdrawn."""
-    with cli_errors():
-        client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        sent = client.withdraw(wallet)
-    note(f"withdrew {sent.value} wei to {wallet.address}")
-    typer.echo(str(sent.value))
 
 
 @buyer_app.command("fetch")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from eth_account.signers.local import LocalAccount
 
 from marketplace.chain.events import DebitRequested, ListingCreated
 from marketplace.chain.market import MarketClient
@@ -167,6 +169,20 @@ def publish(
     typer.echo(f"{version} {stored.text}")
 
 
+def _debit_action(
+    action: Callable[[MarketClient, LocalAccount, int], object],
+    debit: int,
+    rpc: str | None,
+    market: str | None,
+    keystore: Path | None,
+    passphrase_file: Path | None,
+) -> None:
+    """Send one owner transaction on a debit, then show the debit as it now stands."""
+    client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
+    action(client, wallet, debit)
+    note(debit_line(client.debit(debit)))
+
+
 @owner_app.command("consent")
 def consent(
     debit: DebitArgument,
@@ -177,9 +193,7 @@ def consent(
 ) -> None:
     """Approve a requested debit: its term starts now."""
     with cli_errors():
-        client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        client.consent(wallet, debit)
-        note(debit_line(client.debit(debit)))
+        _debit_action(MarketClient.consent, debit, rpc, market, keystore, passphrase_file)
 
 
 @owner_app.command("reject")
@@ -192,9 +206,7 @@ def reject(
 ) -> None:
     """Refuse a requested debit: the buyer is credited the full amount."""
     with cli_errors():
-        client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        client.reject(wallet, debit)
-        note(debit_line(client.debit(debit)))
+        _debit_action(MarketClient.reject, debit, rpc, market, keystore, passphrase_file)
 
 
 @owner_app.command("revoke")
@@ -207,9 +219,7 @@ def revoke(
 ) -> None:
     """Stop an active debit: accrued escrow to you, the rest back to the buyer."""
     with cli_errors():
-        client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        client.revoke(wallet, debit)
-        note(debit_line(client.debit(debit)))
+        _debit_action(MarketClient.revoke, debit, rpc, market, keystore, passphrase_file)
 
 
 @owner_app.command("claim")
@@ -236,7 +246,8 @@ def withdraw(
     keystore: KeystoreOption = None,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
-    """Pay your credited market balance out to your wallet; prints the wei withdrawn."""
+    """Pay your credited market balance (earnings, or a buyer's refunds) out to your wallet;
+    prints the wei withdrawn."""
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
         sent = client.withdraw(wallet)
