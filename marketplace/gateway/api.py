@@ -28,6 +28,7 @@ from marketplace.gateway.wire import (
     is_json_content_type,
     keys_answer,
     parse_keys_body,
+    read_capped,
 )
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,8 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
         if not is_json_content_type(request.headers.get("content-type")):
             return error_response("malformed", "body: must be application/json")
         try:
-            key_request, signature_hex = parse_keys_body(await request.body())
+            raw = await read_capped(request.stream(), request.headers.get("content-length"))
+            key_request, signature_hex = parse_keys_body(raw)
             signature = signature_from_hex(signature_hex)
         except MalformedBody as e:
             return error_response("malformed", str(e))

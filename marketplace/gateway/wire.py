@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from marketplace.eip712 import KeyRequest
@@ -26,6 +27,9 @@ _NONCE = re.compile(r"0x[0-9a-fA-F]{64}")
 _REQUEST_FIELDS = frozenset(("debitId", "version", "expiry", "nonce"))
 _BODY_FIELDS = frozenset(("request", "signature"))
 _JSON_TYPES = ("application/json",)
+#: A well-formed body is under 400 bytes. Anything far larger is refused before it is read
+#: whole or parsed (json.loads of a deeply nested body can exhaust the C stack).
+MAX_BODY_SIZE = 4096
 
 
 class MalformedBody(MarketplaceError, ValueError):
@@ -45,11 +49,29 @@ def is_json_content_type(content_type: str | None) -> bool:
     return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
+async def read_capped(chunks: AsyncIterator[bytes], content_length: str | None) -> bytes:
+    """The request body, refused (MalformedBody) as soon as it exceeds MAX_BODY_SIZE."""
+    if content_length is not None and (
+        not content_length.isdigit() or int(content_length) > MAX_BODY_SIZE
+    ):
+        raise MalformedBody("body", f"must be at most {MAX_BODY_SIZE} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_BODY_SIZE:
+            raise MalformedBody("body", f"must be at most {MAX_BODY_SIZE} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def parse_keys_body(raw: bytes) -> tuple[KeyRequest, str]:
     """The signed request and the signature's text, or MalformedBody naming the field."""
+    if len(raw) > MAX_BODY_SIZE:
+        raise MalformedBody("body", f"must be at most {MAX_BODY_SIZE} bytes")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise MalformedBody("body", "not valid JSON") from e
     request = _object(body, "body", _BODY_FIELDS)
     fields = _object(request["request"], "request", _REQUEST_FIELDS)

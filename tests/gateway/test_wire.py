@@ -178,3 +178,30 @@ def test_openapi_documents_the_body_and_the_answer(stack: Stack) -> None:
     assert "$ref" not in json.dumps(schema)
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer["$ref"].endswith("/KeysResponse")
+
+
+@pytest.mark.parametrize("raw", [b"[" * 3000, b'[{"a":' * 650])
+def test_deeply_nested_json_is_malformed_not_a_crash(raw: bytes) -> None:
+    """Within the size cap, nesting beyond Python's recursion limit is refused cleanly."""
+    with pytest.raises(MalformedBody, match="not valid JSON"):
+        parse_keys_body(raw)
+
+
+def test_oversized_bodies_are_refused_before_parsing(stack: Stack) -> None:
+    """A body deep enough to overflow the C stack in json.loads (it killed the worker
+    process before the cap) is refused by its size, declared or streamed, and the node
+    goes on serving."""
+    client = stack.clients[1]
+    bomb = b"[" * 200_000
+    declared = client.post("/v1/keys", content=bomb, headers={"content-type": "application/json"})
+    assert (declared.status_code, declared.json()["code"]) == (422, "malformed")
+    assert "at most 4096 bytes" in declared.json()["message"]
+    streamed = client.post(
+        "/v1/keys",
+        content=iter([bomb[:3000], bomb[3000:]]),  # chunked: no Content-Length to trust
+        headers={"content-type": "application/json"},
+    )
+    assert (streamed.status_code, streamed.json()["code"]) == (422, "malformed")
+    assert client.get("/v1/health").status_code == 200
+    with pytest.raises(MalformedBody, match="at most"):
+        parse_keys_body(b" " * 5000)
