@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
 import time
@@ -147,14 +148,23 @@ class GatewayAnswerError(MarketplaceError):
     """A gateway refused, was unreachable, or answered something unusable."""
 
 
+#: A real answer is under 1 KiB; a gateway cannot make the buyer read (or parse) more.
+MAX_ANSWER_SIZE = 64 * 1024
+
+
 def _post_keys(client: httpx.Client, body: dict[str, object]) -> dict[str, object]:
     try:
-        response = client.post("/v1/keys", json=body)
+        with client.stream("POST", "/v1/keys", json=body) as response:
+            raw = bytearray()
+            for chunk in response.iter_bytes():
+                raw += chunk
+                if len(raw) > MAX_ANSWER_SIZE:
+                    raise GatewayAnswerError(f"answer larger than {MAX_ANSWER_SIZE} bytes")
     except httpx.HTTPError as e:
         raise GatewayAnswerError(f"unreachable ({type(e).__name__})") from e
     try:
-        payload = response.json()
-    except ValueError as e:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError) as e:
         raise GatewayAnswerError(f"HTTP {response.status_code}, not JSON") from e
     if response.status_code != 200:
         code = payload.get("code", "?") if isinstance(payload, dict) else "?"

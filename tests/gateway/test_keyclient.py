@@ -238,6 +238,26 @@ def test_gateway_answering_html_is_a_fault(sold: Sold) -> None:
     assert "not JSON" in failed.value.faults[1]
 
 
+@pytest.mark.parametrize(
+    ("answer", "fault"),
+    [(b"[" * 200_000, "larger than"), (b"[" * 3000, "not JSON")],
+)
+def test_hostile_gateway_answers_are_faults_not_crashes(
+    sold: Sold, answer: bytes, fault: str
+) -> None:
+    """An answer too large to be real is not read whole; nesting that would exhaust the
+    stack in json.loads (a segfault at this depth) is refused; the others still serve."""
+    hostile = httpx.Client(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=answer)),
+        base_url="http://gateway",
+    )
+    fetched = _fetch(sold, None, n2=hostile)
+    assert fetched.data_key == sold.published.data_key
+    with pytest.raises(KeyFetchFailed) as failed:
+        _fetch(sold, None, n1=hostile, n2=hostile)
+    assert fault in failed.value.faults[1]
+
+
 def test_every_node_refusing_names_every_node(stack: Stack) -> None:
     listing = stack.listing(auto_approve=False)
     published = stack.publish(listing)
