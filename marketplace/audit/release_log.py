@@ -83,7 +83,7 @@ class HttpReleaseLog:
             raise NodeUnreachable(self.node, f"HTTP {response.status_code}")
         try:
             body = response.json()
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # a hostile node may nest deeply
             raise MalformedReleaseLog(self.node, "not JSON") from e
         return parse_page(self.node, body)
 
