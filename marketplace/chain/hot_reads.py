@@ -83,7 +83,10 @@ class HotReads:
             return None
         if not isinstance(block, dict) or not isinstance(block.get("hash"), str):
             raise ChainError(f"chain node {self._endpoint} answered a block without a hash")
-        return "0x" + bytes.fromhex(block["hash"].removeprefix("0x")).hex()
+        try:
+            return "0x" + bytes.fromhex(block["hash"].removeprefix("0x")).hex()
+        except ValueError as e:
+            raise ChainError(f"chain node {self._endpoint} answered a malformed block hash") from e
 
     def is_entitled(self, debit_id: int, version: int, block: int) -> bool:
         """`DataMarket.isEntitled(debitId, version)` at `block`."""
@@ -91,7 +94,11 @@ class HotReads:
         result = self._call(
             "eth_call", [{"to": self._market, "data": "0x" + data.hex()}, hex(block)]
         )
-        word = bytes.fromhex(result[2:]) if isinstance(result, str) and result[:2] == "0x" else b""
+        hex_word = result[2:] if isinstance(result, str) and result[:2] == "0x" else ""
+        try:
+            word = bytes.fromhex(hex_word)
+        except ValueError:
+            word = b""  # not hex: refused just below
         if len(word) != 32 or word[:31] != bytes(31) or word[31] > 1:
             raise ChainError(f"chain node {self._endpoint} answered isEntitled with {result!r}")
         return word[31] == 1

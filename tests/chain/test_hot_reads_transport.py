@@ -108,8 +108,13 @@ def test_a_node_that_never_answers_is_unavailable_after_one_wait() -> None:
         ({"result": "0x" + "00" * 31 + "02"}, "entitled"),
         ({"result": "0x01"}, "entitled"),
         ({"result": 7}, "block"),
+        ({"result": "0x" + "zz" * 32}, "entitled"),
+        ({"result": {"hash": "0xnothex"}}, "hash"),
     ],
-    ids=["error answer", "bool word out of range", "short word", "number not hex"],
+    ids=[
+        "error answer", "bool word out of range", "short word", "number not hex",
+        "word not hex", "block hash not hex",
+    ],
 )
 def test_error_and_malformed_answers_are_chain_errors(
     answer: dict[str, object], call: str
@@ -123,6 +128,8 @@ def test_error_and_malformed_answers_are_chain_errors(
         with pytest.raises(ChainError) as raised:
             if call == "block":
                 reads.block_number()
+            elif call == "hash":
+                reads.block_hash(5)
             else:
                 reads.is_entitled(1, 1, 5)
         assert not isinstance(raised.value, ChainUnavailable)  # the node did answer
