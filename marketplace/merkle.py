@@ -45,30 +45,52 @@ def merkle_root(items: Sequence[bytes]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class MerkleProof:
-    """Sibling hashes from leaf to root; `right[k]` says the sibling sits to the right."""
+    """Sibling hashes from leaf to root, for the leaf at `index` of a batch of `count`.
+
+    Which side each sibling sits on follows from (index, count), so a proof binds the
+    leaf's position, not just its membership: the verifier checks `index` against the
+    receipt's place in the log (seq - first seq of its anchor) and `count` against the
+    anchored count on-chain.
+    """
 
     index: int
+    count: int
     siblings: tuple[bytes, ...]
-    right: tuple[bool, ...]
+
+
+def _path(index: int, count: int) -> list[bool]:
+    """For each level that has a sibling, whether it sits to the right."""
+    sides: list[bool] = []
+    position, size = index, count
+    while size > 1:
+        sibling = position ^ 1
+        if sibling < size:
+            sides.append(sibling > position)
+        position, size = position // 2, (size + 1) // 2
+    return sides
 
 
 def merkle_proof(items: Sequence[bytes], index: int) -> MerkleProof:
     if not 0 <= index < len(items):
         raise IndexError(f"leaf {index} outside a batch of {len(items)}")
     siblings: list[bytes] = []
-    right: list[bool] = []
     position = index
     for level in _levels(items)[:-1]:
         sibling = position ^ 1
         if sibling < len(level):
             siblings.append(level[sibling])
-            right.append(sibling > position)
         position //= 2
-    return MerkleProof(index, tuple(siblings), tuple(right))
+    return MerkleProof(index, len(items), tuple(siblings))
 
 
 def verify_proof(item: bytes, proof: MerkleProof, root: bytes) -> bool:
+    """Whether `item` is leaf `proof.index` of a batch of `proof.count` under `root`."""
+    if not 0 <= proof.index < proof.count:
+        return False
+    sides = _path(proof.index, proof.count)
+    if len(sides) != len(proof.siblings):
+        return False
     node = leaf_hash(item)
-    for sibling, on_right in zip(proof.siblings, proof.right, strict=True):
+    for sibling, on_right in zip(proof.siblings, sides, strict=True):
         node = _parent(node, sibling) if on_right else _parent(sibling, node)
     return node == root

@@ -11,6 +11,7 @@ from marketplace.merkle import (
     LEAF,
     NODE,
     MerkleProof,
+    _path,
     leaf_hash,
     merkle_proof,
     merkle_root,
@@ -51,20 +52,36 @@ def test_altered_sibling_fails(case: tuple[list[bytes], int], data: st.DataObjec
     sibling = bytearray(proof.siblings[k])
     sibling[bit // 8] ^= 1 << (bit % 8)
     siblings = (*proof.siblings[:k], bytes(sibling), *proof.siblings[k + 1:])
-    altered = MerkleProof(proof.index, siblings, proof.right)
+    altered = MerkleProof(proof.index, proof.count, siblings)
     assert not verify_proof(leaves[index], altered, merkle_root(leaves))
 
 
 @given(tree_and_index(min_size=2, unique=True), st.data())
-def test_flipped_side_fails(case: tuple[list[bytes], int], data: st.DataObject) -> None:
+def test_a_proof_binds_the_leafs_position(
+    case: tuple[list[bytes], int], data: st.DataObject
+) -> None:
+    """The same siblings claimed for another index, or another batch size, do not verify:
+    a receipt cannot be passed off as sitting elsewhere in its anchored batch."""
     leaves, index = case
     proof = merkle_proof(leaves, index)
-    k = data.draw(st.integers(0, len(proof.siblings) - 1))
-    # (distinct items: with equal siblings the side cannot matter, and the proof does not
-    # bind the position, only membership)
-    right = (*proof.right[:k], not proof.right[k], *proof.right[k + 1:])
-    assert not verify_proof(leaves[index], MerkleProof(proof.index, proof.siblings, right),
-                            merkle_root(leaves))
+    other = data.draw(st.integers(0, len(leaves) - 1).filter(lambda i: i != index))
+    root = merkle_root(leaves)
+    assert not verify_proof(leaves[index], MerkleProof(other, proof.count, proof.siblings), root)
+    wrong_count = data.draw(st.integers(index + 1, 80).filter(lambda n: n != len(leaves)))
+    claimed = MerkleProof(index, wrong_count, proof.siblings)
+    assert verify_proof(leaves[index], claimed, root) == (
+        _path(index, wrong_count) == _path(index, len(leaves))  # same path, same tree shape
+    )
+
+
+def test_out_of_range_claims_do_not_verify() -> None:
+    leaves = [b"a", b"b", b"c"]
+    proof = merkle_proof(leaves, 1)
+    root = merkle_root(leaves)
+    assert verify_proof(b"b", proof, root)
+    assert not verify_proof(b"b", MerkleProof(3, 3, proof.siblings), root)
+    assert not verify_proof(b"b", MerkleProof(-1, 3, proof.siblings), root)
+    assert not verify_proof(b"b", MerkleProof(1, 0, proof.siblings), root)
 
 
 @given(tree_and_index(), st.integers(0, 255))
@@ -103,7 +120,7 @@ def test_leaves_and_inner_nodes_are_domain_separated(a: bytes, b: bytes) -> None
     # an inner node cannot be proved as an item of a larger tree
     four = [a, b, a + b, b + a]
     upper = merkle_proof(four, 0)
-    shortened = MerkleProof(0, upper.siblings[1:], upper.right[1:])
+    shortened = MerkleProof(0, 2, upper.siblings[1:])  # "inner is leaf 0 of 2"
     assert not verify_proof(inner, shortened, merkle_root(four))
 
 
