@@ -7,14 +7,16 @@ eth-tester directly and to anvil through its `evm_*`/`anvil_*` RPC methods.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from eth_tester import EthereumTester, PyEVMBackend
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.types import Wei
 
 from marketplace.chain.errors import ChainError, ChainUnavailable
+
+if TYPE_CHECKING:
+    from eth_tester import EthereumTester
 
 EMBEDDED = "embedded"
 
@@ -25,6 +27,9 @@ def connect(rpc_url: str | None = None, *, timeout: float = 10.0) -> Web3:
     A URL whose node does not answer raises `ChainUnavailable` at once, not later.
     """
     if rpc_url in (None, EMBEDDED):
+        # imported here: py-evm costs ~0.15 s to import, and only the embedded chain needs it
+        from eth_tester import EthereumTester, PyEVMBackend  # noqa: PLC0415
+
         return Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend())))
     assert rpc_url is not None
     if urlsplit(rpc_url).scheme not in ("http", "https"):

@@ -17,10 +17,6 @@ from marketplace.cli.config import COMMITTEE_ENV, RpcOption, open_chain
 from marketplace.cli.wallet_commands import KeystoreOption, PassphraseFileOption, load_wallet
 from marketplace.committee import load_node_key, read_public_committee
 from marketplace.errors import MarketplaceError
-from marketplace.gateway.api import create_app
-from marketplace.gateway.database import open_database
-from marketplace.gateway.service import GatewayService, Timing
-from marketplace.gateway.state import GatewayState
 
 gateway_app = typer.Typer(help="Run a key-release gateway node.", no_args_is_help=True)
 
@@ -81,7 +77,13 @@ def serve(
     passphrase_file: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Serve POST /v1/keys, GET /v1/releases, /v1/health and /v1/committee."""
-    import uvicorn  # noqa: PLC0415 - only this command needs the server
+    # only this command needs the server (FastAPI, uvicorn): other commands start faster
+    import uvicorn  # noqa: PLC0415
+
+    from marketplace.gateway.api import create_app  # noqa: PLC0415
+    from marketplace.gateway.database import open_database  # noqa: PLC0415
+    from marketplace.gateway.service import GatewayService, Timing  # noqa: PLC0415
+    from marketplace.gateway.state import GatewayState  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     passphrase = read_passphrase(passphrase_file, confirm=False)
