@@ -21,7 +21,6 @@ from marketplace.audit.render import print_report
 from marketplace.audit.report import AuditReport
 from marketplace.cli.config import (
     CommitteeOption,
-    ConfigError,
     FromBlockOption,
     MarketOption,
     RpcOption,
@@ -92,10 +91,8 @@ def audit(
         client = open_market(rpc, market)
         public = read_committee(committee)
         check_committee_matches(public, client.committee(), Path(str(committee)))
-        if store is not None and "://" not in store and not Path(store).expanduser().is_dir():
-            raise ConfigError(f"--store {store} is not a directory (an audit reads, never creates)")
         auditor = Auditor(
-            client, open_store(store), node_sources(public, timeout),
+            client, open_store(store, existing=True), node_sources(public, timeout),
             from_block=from_block, max_block_range=max_block_range,
             max_pending_age=max_pending_age,
         )

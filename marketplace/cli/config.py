@@ -193,8 +193,11 @@ def open_market(rpc: str | None, market: str | None) -> MarketClient:
     return client
 
 
-def open_store(spec: str | None) -> ContentStore:
-    """`LocalStore(dir)` for a path, `IpfsStore(url)` for an http(s) Kubo RPC API URL."""
+def open_store(spec: str | None, *, existing: bool = False) -> ContentStore:
+    """`LocalStore(dir)` for a path, `IpfsStore(url)` for an http(s) Kubo RPC API URL.
+
+    `existing`: the directory must already exist (for readers that must not create an
+    empty store on a typo, like the auditor)."""
     value = require(spec, "--store", STORE_ENV)
     if _is_url(value):
         scheme = value.split("://", 1)[0].lower()
@@ -205,7 +208,7 @@ def open_store(spec: str | None) -> ContentStore:
             )
         return IpfsStore(value)
     path = Path(value).expanduser()
-    if path.exists() and not path.is_dir():
+    if (existing or path.exists()) and not path.is_dir():
         raise ConfigError(f"--store {path} is not a directory")
     return LocalStore(path)
 

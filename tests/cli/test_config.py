@@ -134,6 +134,9 @@ def test_store_is_a_directory_or_an_http_url(tmp_path: Path) -> None:
     a_file.write_text("x")
     with pytest.raises(ConfigError, match="is not a directory"):
         open_store(str(a_file))
+    with pytest.raises(ConfigError, match="is not a directory"):
+        open_store(str(tmp_path / "typo"), existing=True)  # a reader must not create it
+    assert not (tmp_path / "typo").exists()
     with pytest.raises(ConfigError, match="no --store given"):
         open_store(None)
 
