@@ -35,7 +35,12 @@ MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 DOMAIN = Eip712Domain(31337, MARKET)  # type: ignore[arg-type]
 SIGNER = Account.from_key(b"\x21" * 32)
 REQUEST = KeyRequest(debit_id=12, version=3, expiry=1_700_000_600, nonce=bytes(range(32)))
-RECEIPT = ReleaseReceipt.for_sealed_share(12, 3, 2, b"sealed share bytes", 4242)
+BUYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+BUYER_KEY = bytes(range(1, 33))
+RECEIPT = ReleaseReceipt.for_sealed_share(
+    12, 3, 2, b"sealed share bytes", 4242,
+    epoch=1, buyer=BUYER, buyer_key=BUYER_KEY, request_digest=digest(DOMAIN, REQUEST),
+)
 
 uint = st.integers(min_value=0, max_value=2**256 - 1)
 requests = st.builds(
@@ -50,6 +55,10 @@ receipts = st.builds(
     debit_id=uint,
     version=st.integers(0, 2**32 - 1),
     node=st.integers(0, 255),
+    epoch=st.integers(0, 2**64 - 1),
+    buyer=st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
+    buyer_key_hash=st.binary(min_size=32, max_size=32),
+    request_digest=st.binary(min_size=32, max_size=32),
     sealed_share_hash=st.binary(min_size=32, max_size=32),
     block=st.integers(0, 2**64 - 1),
 )
@@ -116,11 +125,53 @@ def test_encryption_key_message() -> None:
     assert EncryptionKey().purpose == ENCRYPTION_KEY_PURPOSE
 
 
-def test_receipt_hashes_the_sealed_share_with_sha256() -> None:
+def test_receipt_hashes_the_sealed_share_and_buyer_key_with_sha256() -> None:
     assert RECEIPT.sealed_share_hash == hashlib.sha256(b"sealed share bytes").digest()
+    assert RECEIPT.buyer_key_hash == hashlib.sha256(BUYER_KEY).digest()
+    assert RECEIPT.request_digest == digest(DOMAIN, REQUEST)
+    assert (RECEIPT.epoch, RECEIPT.buyer) == (1, BUYER)
     assert ReleaseReceipt.from_message(RECEIPT.to_message()) == RECEIPT
     signature = sign(SIGNER, DOMAIN, RECEIPT)
     assert recover_signer(DOMAIN, RECEIPT, signature) == SIGNER.address
+
+
+def test_receipt_type_and_wire_form() -> None:
+    """The 9-field type in its exact order (an auditor hashes it from docs/protocol.md)."""
+    payload = typed_data(DOMAIN, RECEIPT)
+    assert payload["types"]["ReleaseReceipt"] == [
+        {"name": "debitId", "type": "uint256"},
+        {"name": "version", "type": "uint32"},
+        {"name": "node", "type": "uint8"},
+        {"name": "epoch", "type": "uint64"},
+        {"name": "buyer", "type": "address"},
+        {"name": "buyerKeyHash", "type": "bytes32"},
+        {"name": "requestDigest", "type": "bytes32"},
+        {"name": "sealedShareHash", "type": "bytes32"},
+        {"name": "block", "type": "uint64"},
+    ]
+    message = RECEIPT.to_message()
+    assert list(message) == [name for name, _ in ReleaseReceipt.FIELDS]
+    assert message["buyer"] == BUYER and message["epoch"] == 1
+    assert payload["message"]["block"] == "4242"
+    lower = {**message, "buyer": BUYER.lower()}
+    assert ReleaseReceipt.from_message(lower).buyer == BUYER
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("epoch", 2**64),
+        ("epoch", "1"),
+        ("buyer", "0x1234"),
+        ("buyer", BUYER[2:]),
+        ("buyer", None),
+        ("buyerKeyHash", "0x" + "00" * 31),
+        ("requestDigest", None),
+    ],
+)
+def test_a_malformed_receipt_is_refused(name: str, value: object) -> None:
+    with pytest.raises(InvalidTypedMessage):
+        ReleaseReceipt.from_message({**RECEIPT.to_message(), name: value})
 
 
 def test_request_wire_form_round_trips() -> None:
@@ -235,7 +286,7 @@ def test_values_are_range_checked() -> None:
     with pytest.raises(InvalidTypedMessage):
         KeyRequest(1, 1, 1, bytes(31))
     with pytest.raises(InvalidTypedMessage):
-        ReleaseReceipt(1, 1, 256, bytes(32), 1)
+        ReleaseReceipt(1, 1, 256, 1, BUYER, bytes(32), bytes(32), bytes(32), 1)  # type: ignore[arg-type]
     with pytest.raises(InvalidTypedMessage):
         Eip712Domain(-1, MARKET)  # type: ignore[arg-type]
     with pytest.raises(InvalidTypedMessage):
