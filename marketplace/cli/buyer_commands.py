@@ -50,7 +50,7 @@ from marketplace.cli.wallet_commands import (
 )
 from marketplace.eip712 import Eip712Domain
 from marketplace.errors import MarketplaceError
-from marketplace.keyclient import FetchedKey, KeyClient
+from marketplace.keyclient import DEFAULT_TIMEOUT, FetchedKey, KeyClient, gateway_client
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.keyrelease.capsule import Capsule, CapsuleContext
 from storage.cid import Cid
@@ -137,8 +137,9 @@ def fetch(
     committee: CommitteeOption = None,
     from_block: FromBlockOption = 0,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each gateway.")
-    ] = 10.0,
+        float,
+        typer.Option("--timeout", min=0.1, help="Seconds the whole key fetch may take."),
+    ] = DEFAULT_TIMEOUT,
     keystore: KeystoreOption = None,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
@@ -173,11 +174,9 @@ def fetch(
             )
         domain = Eip712Domain(client.chain_id, client.address)
         secret = BuyerSecretKey.from_account(wallet, domain)
-        nodes: dict[int, httpx.Client] = {
-            i: httpx.Client(base_url=url, timeout=timeout) for i, url in urls.items()
-        }
+        nodes: dict[int, httpx.Client] = {i: gateway_client(url) for i, url in urls.items()}
         try:
-            fetched = KeyClient(public.keys(), domain, nodes).fetch(
+            fetched = KeyClient(public.keys(), domain, nodes, timeout=timeout).fetch(
                 wallet, secret, debit, ctx, capsule
             )
         finally:
