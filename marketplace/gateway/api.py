@@ -1,5 +1,6 @@
 """The gateway's HTTP API (FastAPI): `POST /v1/keys`, `GET /v1/releases`,
-`GET /v1/health`, `GET /v1/committee`. Wire format: DESIGN §5.
+`GET /v1/health`, `GET /v1/committee`, and `GET /metrics` (Prometheus, `metrics`).
+Wire format: DESIGN §5.
 
 Every refusal is JSON `{"code", "message"}` with a stable code; `ERROR_STATUS` is the one
 table that maps them to HTTP statuses.
@@ -21,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from marketplace.chain.errors import ChainError, ChainUnavailable
 from marketplace.eip712 import MalformedSignature, signature_from_hex
 from marketplace.gateway.database import StateStoreError
+from marketplace.gateway.metrics import GatewayMetrics, KeysRequestMetrics
 from marketplace.gateway.releaser import ReleaseRefused
 from marketplace.gateway.service import GatewayService
 from marketplace.gateway.wire import (
@@ -166,6 +168,9 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
         responses={code_status: {"model": ErrorBody} for code_status in (401, 403, 404, 409, 503)},
     )
     app.state.service = service
+    metrics = GatewayMetrics.for_service(service, codes=ERROR_STATUS)
+    app.add_middleware(KeysRequestMetrics, metrics=metrics)  # counts and times /v1/keys
+    app.add_route("/metrics", metrics.scrape, include_in_schema=False)
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -184,6 +189,7 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
     @app.exception_handler(StateStoreError)
     async def _state_down(_: Request, exc: StateStoreError) -> JSONResponse:
         log.error("state database failed: %s", exc)
+        metrics.state_store_errors.inc()
         return error_response("state_unavailable", "the node's state database does not answer")
 
     @app.exception_handler(ChainError)

@@ -313,6 +313,20 @@ class GatewayState:
                  anchor.tx_hash),
             )
 
+    # ---------------------------------------------------------------- metrics (read-only)
+
+    def prepared_count(self) -> int:
+        """How many sealed shares wait prepared ahead of requests (for `/metrics`)."""
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT COUNT(*) FROM prepared")
+        return int(row[0]) if row else 0
+
+    def last_release_seq(self) -> int:
+        """The newest release's sequence number, 0 before the first (for `/metrics`)."""
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM releases")
+        return int(row[0]) if row else 0
+
 
 _RELEASE_COLUMNS = (
     "seq, debit_id, version, node, sealed_share, sealed_share_hash, block, signature"
