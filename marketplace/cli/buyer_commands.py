@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ import httpx
 import typer
 from eth_hash.auto import keccak
 
+from marketplace.chain.errors import TransactionFailed, WrongPayment
 from marketplace.chain.events import DebitRequested, VersionPublished
 from marketplace.chain.market import MarketClient
 from marketplace.cli.config import (
@@ -73,6 +75,69 @@ class VersionNotFound(MarketplaceError):
     """The chain has no (readable) VersionPublished event for the version asked for."""
 
 
+#: What `--max-price` takes: ETH as a plain decimal (`0.05`, `0.05eth`) or whole wei
+#: with the suffix (`50000000000000000wei`).
+_ETH = re.compile(r"(\d+(?:\.\d+)?)(?:\s*eth)?", re.IGNORECASE)
+_WEI = re.compile(r"(\d+)\s*wei", re.IGNORECASE)
+_WEI_PER_ETH = 10**18
+
+
+class BadAmount(MarketplaceError, ValueError):
+    """An amount that is neither decimal ETH nor whole wei."""
+
+    def __init__(self, option: str, text: str) -> None:
+        self.option = option
+        super().__init__(
+            f"{option} {text[:40]!r} is not an amount: give ETH as a decimal "
+            "(0.05, at most 18 decimals) or wei with the suffix (50000000000000000wei)"
+        )
+
+
+class PriceAboveLimit(MarketplaceError):
+    """The listing's total is more than the buyer allowed; nothing is sent."""
+
+    def __init__(self, listing_id: int, total: int, limit: int) -> None:
+        self.listing_id, self.total, self.limit = listing_id, total, limit
+        super().__init__(
+            f"listing {listing_id} costs {eth_amount(total)} in total, above --max-price "
+            f"{eth_amount(limit)}; nothing was paid"
+        )
+
+
+class PriceChanged(MarketplaceError):
+    """The owner changed the price between our read and the payment: the contract takes
+    only the exact total, so the payment was refused and nothing was paid."""
+
+    def __init__(self, listing_id: int, seen: int, now: int) -> None:
+        self.listing_id, self.seen, self.now = listing_id, seen, now
+        super().__init__(
+            f"listing {listing_id}'s price changed from {eth_amount(seen)} to "
+            f"{eth_amount(now)} per period while paying; the payment was refused and "
+            "nothing was paid; run the command again to see the new total"
+        )
+
+
+def parse_amount(option: str, text: str) -> int:
+    """Wei from `0.05` / `0.05eth` (ETH, exact to the wei) or `50000000000000000wei`."""
+    cleaned = text.strip()
+    if wei := _WEI.fullmatch(cleaned):
+        return int(wei.group(1))
+    eth = _ETH.fullmatch(cleaned)
+    if eth is None:
+        raise BadAmount(option, text)
+    whole, _, fraction = eth.group(1).partition(".")
+    if len(fraction) > 18:
+        raise BadAmount(option, text)
+    return int(whole) * _WEI_PER_ETH + int(fraction.ljust(18, "0") or "0")
+
+
+def eth_amount(wei: int) -> str:
+    """`0.003 ETH (3000000000000000 wei)`: exact, no float anywhere."""
+    whole, fraction = divmod(wei, _WEI_PER_ETH)
+    decimals = f"{fraction:018d}".rstrip("0")
+    return f"{whole}{'.' + decimals if decimals else ''} ETH ({wei} wei)"
+
+
 @buyer_app.command("request")
 def request(
     listing: Annotated[int, typer.Option("--listing", min=1, help="Listing id.")],
@@ -81,27 +146,51 @@ def request(
         str | None,
         typer.Option("--purpose", help="Declared purpose; its SHA-256 goes on-chain."),
     ] = None,
+    max_price: Annotated[
+        str | None,
+        typer.Option(
+            "--max-price",
+            help="Refuse to pay more than this in total: ETH as a decimal (0.05) or wei "
+            "with the suffix (50000000000000000wei).",
+        ),
+    ] = None,
     rpc: RpcOption = None,
     market: MarketOption = None,
     keystore: KeystoreOption = None,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
-    """Pay price x periods into escrow for access to a listing; prints the debit id."""
+    """Pay price x periods into escrow for access to a listing; prints the debit id.
+
+    The total is shown before paying and is exactly what is paid: it comes from one
+    read of the listing, and the contract takes nothing but that exact amount.
+    """
     with cli_errors():
+        limit = None if max_price is None else parse_amount("--max-price", max_price)
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
         price = client.listing(listing).price_per_period
-        domain = Eip712Domain(client.chain_id, client.address)
-        buyer_key = BuyerSecretKey.from_account(wallet, domain).public_key().key
-        purpose_hash = hashlib.sha256(purpose.encode()).digest() if purpose else bytes(32)
-        sent = client.request_debit(
-            wallet,
-            listing,
-            periods=periods,
-            buyer_key=buyer_key,
-            purpose_hash=purpose_hash,
-            value=price * periods,
+        total = price * periods
+        note(
+            f"total: {eth_amount(total)} = {periods} period(s) x {eth_amount(price)} "
+            f"(listing {listing})"
         )
-        note(f"paid {price * periods} wei for {periods} period(s) of listing {listing}")
+        if limit is not None and total > limit:
+            raise PriceAboveLimit(listing, total, limit)
+        domain = Eip712Domain(client.chain_id, client.address)
+        # a BuyerPublicKey refuses low-order points: a key nothing can be sealed to is
+        # an error here, before any transaction
+        buyer_key = BuyerSecretKey.from_account(wallet, domain).public_key()
+        purpose_hash = hashlib.sha256(purpose.encode()).digest() if purpose else bytes(32)
+        try:
+            sent = client.request_debit(
+                wallet, listing, periods=periods, buyer_key=buyer_key.key,
+                purpose_hash=purpose_hash, value=total,
+            )
+        except (WrongPayment, TransactionFailed) as e:
+            now = client.listing(listing).price_per_period
+            if now != price:
+                raise PriceChanged(listing, price, now) from e
+            raise
+        note(f"paid {eth_amount(total)} for {periods} period(s) of listing {listing}")
         note(debit_line(client.debit(sent.value)))
     typer.echo(str(sent.value))
 
