@@ -43,6 +43,7 @@ from marketplace.keyrelease import (
     CapsuleContext,
     KeyReleaseError,
     KeyShare,
+    NodeIndex,
     Scalar,
     SecretScalar,
 )
@@ -141,7 +142,7 @@ def build_vectors(sealed_share: bytes, sealed_envelope: bytes) -> dict[str, Any]
 
     def combination(indices: list[int]) -> dict[str, Any]:
         lambdas = lagrange_coefficients(indices)
-        z = interpolate({i: shares[i].d_point for i in indices})
+        z = interpolate({i: shares[NodeIndex(i)].d_point for i in indices})
         return {
             "indices": indices,
             "lagrange": [_hex(lambdas[i].to_bytes()) for i in indices],
@@ -289,12 +290,11 @@ def _small_order_keys(good_key: bytes) -> list[dict[str, Any]]:
     encodings += [(u | 1 << 255).to_bytes(32, "little") for u in _SMALL_ORDER_U]
     encodings += [(u + _P25519).to_bytes(32, "little") for u in _SMALL_ORDER_U if u < 19]
     accepted = [(9).to_bytes(32, "little"), good_key]
-    entries = [{"key": _hex(k), "smallOrder": True} for k in encodings]
-    entries += [{"key": _hex(k), "smallOrder": False} for k in accepted]
-    for entry in entries:
-        if is_small_order(bytes.fromhex(entry["key"][2:])) != entry["smallOrder"]:
-            raise AssertionError(f"is_small_order disagrees on {entry['key']}")
-    return entries
+    labelled = [(k, True) for k in encodings] + [(k, False) for k in accepted]
+    for key, small in labelled:
+        if is_small_order(key) != small:
+            raise AssertionError(f"is_small_order disagrees on {_hex(key)}")
+    return [{"key": _hex(key), "smallOrder": small} for key, small in labelled]
 
 
 def _envelope_key() -> DataKey:
