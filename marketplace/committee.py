@@ -81,6 +81,15 @@ class MalformedCommitteeFile(CommitteeFileError, ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class CommitteeFileUnreadable(CommitteeFileError, OSError):
+    """A committee or node key file that cannot be read (missing, no permission)."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: cannot be read ({reason})")
+
+
 class WrongPassphrase(CommitteeFileError):
     """The passphrase does not decrypt the node key file."""
 
@@ -469,6 +478,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise MalformedCommitteeFile(path, "not a JSON file") from e
+    except OSError as e:
+        raise CommitteeFileUnreadable(path, e.strerror or type(e).__name__) from e
 
 
 def read_public_committee(path: Path) -> PublicCommittee:

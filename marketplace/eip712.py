@@ -31,6 +31,7 @@ SIGNATURE_SIZE = 65
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = _SECP256K1_N // 2
 _BYTES32_HEX = re.compile(r"0x[0-9a-fA-F]{64}")
+_ADDRESS_HEX = re.compile(r"0x[0-9a-fA-F]{40}")
 _SIGNATURE_HEX = re.compile(r"0x[0-9a-fA-F]{130}")
 
 _DOMAIN_FIELDS = (
@@ -80,6 +81,13 @@ def _check_uint(field_name: str, value: object, bits: int) -> int:
 def _check_bytes32(field_name: str, value: bytes) -> None:
     if not isinstance(value, bytes) or len(value) != 32:
         raise InvalidTypedMessage(field_name, "must be exactly 32 bytes")
+
+
+def _checked_address(field_name: str, value: object) -> ChecksumAddress:
+    """`value` as a checksummed address, if it is 0x followed by 40 hex digits."""
+    if not isinstance(value, str) or not _ADDRESS_HEX.fullmatch(value):
+        raise InvalidTypedMessage(field_name, "must be 0x followed by 40 hex digits")
+    return to_checksum_address(value)
 
 
 def _bytes32_from_hex(field_name: str, value: object) -> bytes:
@@ -211,14 +219,26 @@ class KeyRequest:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseReceipt:
-    """`ReleaseReceipt(uint256 debitId, uint32 version, uint8 node, bytes32 sealedShareHash,
-    uint64 block)`: a node's signed record of one release, for auditors."""
+    """`ReleaseReceipt(uint256 debitId, uint32 version, uint8 node, uint64 epoch,
+    address buyer, bytes32 buyerKeyHash, bytes32 requestDigest, bytes32 sealedShareHash,
+    uint64 block)`: a node's signed record of one release, for auditors.
+
+    It names whom the share went to (the debit's buyer and SHA-256 of the X25519 key it was
+    sealed to), the buyer-signed `KeyRequest` that asked for it (its EIP-712 digest; the
+    node logs the request and its signature beside the receipt), the committee epoch whose
+    share was used (1: the committee fixed at deployment) and the confirmed block at which
+    entitlement was checked.
+    """
 
     PRIMARY_TYPE: ClassVar[str] = "ReleaseReceipt"
     FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("debitId", "uint256"),
         ("version", "uint32"),
         ("node", "uint8"),
+        ("epoch", "uint64"),
+        ("buyer", "address"),
+        ("buyerKeyHash", "bytes32"),
+        ("requestDigest", "bytes32"),
         ("sealedShareHash", "bytes32"),
         ("block", "uint64"),
     )
@@ -227,6 +247,10 @@ class ReleaseReceipt:
     debit_id: int
     version: int
     node: int
+    epoch: int
+    buyer: ChecksumAddress
+    buyer_key_hash: bytes
+    request_digest: bytes
     sealed_share_hash: bytes
     block: int
 
@@ -234,15 +258,33 @@ class ReleaseReceipt:
         _check_uint("debitId", self.debit_id, 256)
         _check_uint("version", self.version, 32)
         _check_uint("node", self.node, 8)
+        _check_uint("epoch", self.epoch, 64)
+        object.__setattr__(self, "buyer", _checked_address("buyer", self.buyer))
+        _check_bytes32("buyerKeyHash", self.buyer_key_hash)
+        _check_bytes32("requestDigest", self.request_digest)
         _check_bytes32("sealedShareHash", self.sealed_share_hash)
         _check_uint("block", self.block, 64)
 
     @classmethod
     def for_sealed_share(
-        cls, debit_id: int, version: int, node: int, sealed_share: bytes, block: int
+        cls,
+        debit_id: int,
+        version: int,
+        node: int,
+        sealed_share: bytes,
+        block: int,
+        *,
+        epoch: int,
+        buyer: str,
+        buyer_key: bytes,
+        request_digest: bytes,
     ) -> ReleaseReceipt:
-        """The receipt of releasing `sealed_share` (hashed with SHA-256, per DESIGN §5)."""
-        return cls(debit_id, version, node, hashlib.sha256(sealed_share).digest(), block)
+        """The receipt of releasing `sealed_share` to `buyer_key` (both hashed with SHA-256)."""
+        return cls(
+            debit_id, version, node, epoch, buyer,  # type: ignore[arg-type]
+            hashlib.sha256(buyer_key).digest(), request_digest,
+            hashlib.sha256(sealed_share).digest(), block,
+        )
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> ReleaseReceipt:
@@ -250,6 +292,10 @@ class ReleaseReceipt:
             debit_id=_check_uint("debitId", message.get("debitId"), 256),
             version=_check_uint("version", message.get("version"), 32),
             node=_check_uint("node", message.get("node"), 8),
+            epoch=_check_uint("epoch", message.get("epoch"), 64),
+            buyer=_checked_address("buyer", message.get("buyer")),
+            buyer_key_hash=_bytes32_from_hex("buyerKeyHash", message.get("buyerKeyHash")),
+            request_digest=_bytes32_from_hex("requestDigest", message.get("requestDigest")),
             sealed_share_hash=_bytes32_from_hex("sealedShareHash", message.get("sealedShareHash")),
             block=_check_uint("block", message.get("block"), 64),
         )
@@ -259,6 +305,10 @@ class ReleaseReceipt:
             "debitId": self.debit_id,
             "version": self.version,
             "node": self.node,
+            "epoch": self.epoch,
+            "buyer": self.buyer,
+            "buyerKeyHash": "0x" + self.buyer_key_hash.hex(),
+            "requestDigest": "0x" + self.request_digest.hex(),
             "sealedShareHash": "0x" + self.sealed_share_hash.hex(),
             "block": self.block,
         }
@@ -269,6 +319,10 @@ class ReleaseReceipt:
             + _word(self.debit_id)
             + _word(self.version)
             + _word(self.node)
+            + _word(self.epoch)
+            + bytes(12) + bytes.fromhex(self.buyer[2:])
+            + self.buyer_key_hash
+            + self.request_digest
             + self.sealed_share_hash
             + _word(self.block)
         )

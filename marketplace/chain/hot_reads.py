@@ -1,11 +1,12 @@
 """The chain reads a gateway makes on its request path, over bare JSON-RPC.
 
-A gateway asks the chain for its head every `head_ttl` and for `isEntitled(debit,
-version)` once per (debit, version) per head. Through web3 one `isEntitled` costs about
-3 ms of CPU (request formatting, validation middleware asking for the chain id, requests'
-proxy and netrc lookups) against about 0.1 ms for the same `eth_call` posted here on a
-kept-alive connection: at a new block, every buyer asking pays it. Only these three
-calls are made this way; everything else stays on `MarketClient`.
+A gateway asks the chain for its head every `head_ttl`, for `isEntitled(debit,
+version)` once per (debit, version) per head, and on a first release for `getDebit`.
+Through web3 one `isEntitled` costs about 3 ms of CPU (request formatting, validation
+middleware asking for the chain id, requests' proxy and netrc lookups) against about
+0.1 ms for the same `eth_call` posted here on a kept-alive connection: at a new block,
+every buyer asking pays it. Only these few calls are made this way; everything else
+stays on `MarketClient`.
 
 `HotReads.for_market` gives None for chains that are not a plain http(s) URL (the
 embedded eth-tester, URLs with credentials, custom request options): the caller then
@@ -29,6 +30,8 @@ from marketplace.chain.provider import redact
 from marketplace.chain.reverts import RevertDecoder
 
 _IS_ENTITLED = keccak(b"isEntitled(uint256,uint32)")[:4]
+_GET_DEBIT = keccak(b"getDebit(uint256)")[:4]
+_DEBIT_COUNT = keccak(b"debitCount()")[:4]
 _DEFAULT_TIMEOUT = 10.0
 
 
@@ -88,20 +91,38 @@ class HotReads:
         except ValueError as e:
             raise ChainError(f"chain node {self._endpoint} answered a malformed block hash") from e
 
-    def is_entitled(self, debit_id: int, version: int, block: int) -> bool:
-        """`DataMarket.isEntitled(debitId, version)` at `block`."""
+    def is_entitled(self, debit_id: int, version: int, block_hash: str) -> bool:
+        """`DataMarket.isEntitled(debitId, version)` in the block with this hash (EIP-1898:
+        by hash, so a block that a same-height reorg replaced is never asked by mistake)."""
         data = _IS_ENTITLED + debit_id.to_bytes(32, "big") + version.to_bytes(32, "big")
-        result = self._call(
-            "eth_call", [{"to": self._market, "data": "0x" + data.hex()}, hex(block)]
-        )
-        hex_word = result[2:] if isinstance(result, str) and result[:2] == "0x" else ""
-        try:
-            word = bytes.fromhex(hex_word)
-        except ValueError:
-            word = b""  # not hex: refused just below
-        if len(word) != 32 or word[:31] != bytes(31) or word[31] > 1:
-            raise ChainError(f"chain node {self._endpoint} answered isEntitled with {result!r}")
+        word = self._eth_call(data, {"blockHash": block_hash}, "isEntitled", 32)
+        if word[:31] != bytes(31) or word[31] > 1:
+            raise ChainError(f"chain node {self._endpoint} answered isEntitled with 0x{word.hex()}")
         return word[31] == 1
+
+    def debit_owner(self, debit_id: int, block_hash: str) -> tuple[int, str]:
+        """(listingId, buyer) of `getDebit(debitId)` in the block with this hash; reverts
+        (UnknownDebit) as ChainError subclasses."""
+        data = _GET_DEBIT + debit_id.to_bytes(32, "big")
+        words = self._eth_call(data, {"blockHash": block_hash}, "getDebit", 8 * 32)
+        if words[32:44] != bytes(12):
+            raise ChainError(f"chain node {self._endpoint} answered getDebit with a bad address")
+        return int.from_bytes(words[:32], "big"), "0x" + words[44:64].hex()
+
+    def debit_count(self) -> int:
+        """`debitCount()` at the latest block."""
+        return int.from_bytes(self._eth_call(_DEBIT_COUNT, "latest", "debitCount", 32), "big")
+
+    def _eth_call(self, data: bytes, block: object, name: str, size: int) -> bytes:
+        result = self._call("eth_call", [{"to": self._market, "data": "0x" + data.hex()}, block])
+        hex_words = result[2:] if isinstance(result, str) and result[:2] == "0x" else ""
+        try:
+            words = bytes.fromhex(hex_words)
+        except ValueError:
+            words = b""  # not hex: refused just below
+        if len(words) != size:
+            raise ChainError(f"chain node {self._endpoint} answered {name} with {result!r:.80}")
+        return words
 
     # ------------------------------------------------------------ transport
 

@@ -20,6 +20,11 @@ from marketplace.errors import MarketplaceError
 
 gateway_app = typer.Typer(help="Run a key-release gateway node.", no_args_is_help=True)
 
+#: Chains where acting on unconfirmed blocks is harmless: anvil/hardhat (31337), geth and
+#: ganache dev mode (1337), eth-tester (131277322940537). Anywhere else a reorg can undo a
+#: payment or give a debit id to another buyer after the node acted on it.
+DEVELOPMENT_CHAIN_IDS = frozenset((31337, 1337, 131277322940537))
+
 
 def register(app: typer.Typer) -> None:
     app.command("deploy", help="Deploy a DataMarket for a committee; prints its address.")(deploy)
@@ -67,7 +72,13 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 9545,
-    confirmations: Annotated[int, typer.Option(min=0)] = 0,
+    confirmations: Annotated[
+        int, typer.Option(min=0, help="blocks a log must be under before the node acts on it")
+    ] = 0,
+    allow_zero_confirmations: Annotated[
+        bool,
+        typer.Option(help="accept --confirmations 0 on a chain that is not a development chain"),
+    ] = False,
     committee_file: Annotated[
         Path | None, typer.Option("--committee", help="committee.json, for node URLs")
     ] = None,
@@ -86,14 +97,22 @@ def serve(
     from marketplace.gateway.state import GatewayState  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    passphrase = read_passphrase(passphrase_file, confirm=False)
     try:
-        key = load_node_key(node_key, passphrase)
+        chain = connect(rpc)
+        if confirmations == 0 and not allow_zero_confirmations:
+            chain_id = chain.eth.chain_id
+            if chain_id not in DEVELOPMENT_CHAIN_IDS:
+                raise _fail(
+                    f"chain {chain_id} is not a development chain: acting on unconfirmed "
+                    "blocks lets a reorg undo payments the node released keys for; give "
+                    "--confirmations N (e.g. 12 on mainnet) or --allow-zero-confirmations"
+                )
+        key = load_node_key(node_key, read_passphrase(passphrase_file, confirm=False))
         urls = {}
         if committee_file is not None:
             urls = {n.index: n.url or "" for n in read_public_committee(committee_file).nodes}
         service = GatewayService(
-            market=MarketClient(connect(rpc), market),
+            market=MarketClient(chain, market),
             state=GatewayState(open_database(state or f"gateway-node-{key.index}.db")),
             node=key,
             confirmations=confirmations,

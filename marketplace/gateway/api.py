@@ -46,6 +46,7 @@ ERROR_STATUS: dict[str, int] = {
     "unknown_version": 404,
     "not_entitled": 403,
     "invalid_capsule": 409,
+    "invalid_buyer_key": 409,
     "chain_unavailable": 503,
     "state_unavailable": 503,
 }
@@ -72,9 +73,15 @@ class KeysBody(BaseModel):
 
 
 class ReceiptBody(BaseModel):
+    """`ReleaseReceipt` (EIP-712, docs/protocol.md) as JSON."""
+
     debitId: int
     version: int
     node: int
+    epoch: int
+    buyer: str
+    buyerKeyHash: str
+    requestDigest: str
     sealedShareHash: str
     block: int
 
@@ -89,9 +96,13 @@ class KeysResponse(BaseModel):
 
 
 class ReleaseEntry(BaseModel):
+    """One log entry: the signed receipt and the buyer's signed request behind it."""
+
     seq: int
     receipt: ReceiptBody
     receiptSignature: str
+    request: KeyRequestBody
+    requestSignature: str
 
 
 class AnchorEntry(BaseModel):
@@ -226,7 +237,7 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
 
     @app.get("/v1/releases", response_model=ReleasesResponse)
     def get_releases(
-        svc: Service, after: Annotated[int, Query(ge=0)] = 0,
+        svc: Service, after: Annotated[int, Query(ge=0, lt=2**63)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     ) -> ReleasesResponse:
         """The node's signed release receipts after `after`, and its anchors."""
@@ -239,6 +250,8 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
                     seq=r.seq,
                     receipt=ReceiptBody(**svc.releaser.receipt_of(r).to_message()),
                     receiptSignature="0x" + r.signature.hex(),
+                    request=KeyRequestBody(**r.request.to_message()),
+                    requestSignature="0x" + r.request_signature.hex(),
                 )
                 for r in releases
             ],

@@ -28,6 +28,7 @@ class Tx(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    def tables(self) -> set[str]: ...
 
 
 class Database(Protocol):
@@ -48,6 +49,9 @@ class _SqliteTx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [tuple(r) for r in self._conn.execute(sql, tuple(params)).fetchall()]
+
+    def tables(self) -> set[str]:
+        return {str(r[0]) for r in self.all("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 class WalSync:
@@ -145,7 +149,7 @@ class SqliteDatabase:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
-            except sqlite3.Error as e:
+            except (sqlite3.Error, OverflowError) as e:  # OverflowError: an int beyond int64
                 raise StateStoreError(f"gateway state at {self.path}: {e}") from e
             if durable and self.wal_sync is not None:
                 ticket = self.wal_sync.note_commit()
@@ -173,6 +177,10 @@ class _PostgresTx:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         self._cur.execute(_pg(sql), tuple(params))
         return [tuple(r) for r in self._cur.fetchall()]
+
+    def tables(self) -> set[str]:
+        rows = self.all("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        return {str(r[0]) for r in rows}
 
 
 def _pg(sql: str) -> str:

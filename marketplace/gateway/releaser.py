@@ -2,21 +2,29 @@
 node's sealed share with a signed receipt, only while the debit is entitled at the
 confirmed head.
 
-A (debit, version) is released once: the first release is appended to the log with a
-receipt naming the block its entitlement was checked at; later requests by the same
-buyer get the same sealed share and receipt back, but only after passing every check
-again (a revoked debit gets nothing more).
+A (debit, version, buyer key) is released once: the first release is appended to the log
+with a receipt naming the buyer, the hash of the key the share was sealed to, the request
+that asked and the block its entitlement was checked at; later requests by the same buyer
+get the same sealed share and receipt back, but only after passing every check again (a
+revoked debit gets nothing more). Before a first release the node confirms at the
+confirmed head that the debit's buyer and listing are what it indexed and that the
+indexed log's block is still canonical: a reorg can give a debit id to another buyer.
+
+Shares are also prepared ahead of requests, but boundedly: at most `PREPARE_PER_EVENT`
+pairs per chain event, a bounded queue worked off outside the watcher's lock, and a
+capped, expiring table; whatever is not prepared is made on request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from marketplace.chain.errors import UnknownDebit, UnknownVersion
+from marketplace.chain.errors import ChainError, UnknownDebit, UnknownVersion
 from marketplace.chain.events import DebitConsented, DebitRequested, MarketEvent, VersionPublished
 from marketplace.chain.hot_reads import HotReads
 from marketplace.chain.market import MarketClient
@@ -26,13 +34,14 @@ from marketplace.eip712 import (
     KeyRequest,
     MalformedSignature,
     ReleaseReceipt,
-    recover_signer,
+    digest,
+    recover_digest_signer,
     sign,
 )
 from marketplace.errors import MarketplaceError
 from marketplace.gateway.state import GatewayState, IndexedDebit, IndexedVersion, Release
 from marketplace.gateway.watcher import ChainWatcher
-from marketplace.keyrelease.buyer_key import BuyerPublicKey
+from marketplace.keyrelease.buyer_key import BuyerPublicKey, is_small_order
 from marketplace.keyrelease.capsule import BoundCapsule, Capsule, CapsuleContext
 from marketplace.keyrelease.errors import CapsuleNotBound, MalformedCapsule
 from marketplace.keyrelease.share import make_sealed_share
@@ -43,6 +52,18 @@ log = logging.getLogger(__name__)
 MAX_EXPIRY_AHEAD = 600
 #: Checked capsules remembered (a proof check costs two scalar multiplications).
 _CAPSULE_CACHE_SIZE = 4096
+#: The committee epoch whose shares this node holds: 1, the committee fixed at deployment.
+COMMITTEE_EPOCH = 1
+#: The largest id the state's BIGINT columns hold; no debit has a larger one.
+MAX_DEBIT_ID = 2**63 - 1
+#: Ahead-of-time work per chain event: the newest versions of a listing for a new debit,
+#: the newest debits of a listing for a new version. The rest is made on request.
+PREPARE_PER_EVENT = 64
+#: (debit, version) pairs waiting to be prepared; more are dropped (made on request).
+PREPARE_QUEUE_SIZE = 4096
+#: Prepared shares kept at most, and how many blocks after their event.
+PREPARED_MAX_ROWS = 10_000
+PREPARED_MAX_AGE_BLOCKS = 7200
 
 
 class ReleaseRefused(MarketplaceError):
@@ -87,6 +108,12 @@ class NotEntitled(ReleaseRefused):
     code = "not_entitled"
 
 
+class BuyerKeyUnusable(ReleaseRefused):
+    """The debit names a low-order X25519 key: nothing can be sealed to it."""
+
+    code = "invalid_buyer_key"
+
+
 class UnboundCapsule(ReleaseRefused):
     """The version's capsule is malformed or its proof does not bind it to its listing:
     nodes never compute shares for it (it may carry an R copied from someone else)."""
@@ -95,12 +122,22 @@ class UnboundCapsule(ReleaseRefused):
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    """The confirmed head: its number and hash (None before the first block), and when
+    it was read (monotonic clock)."""
+
+    number: int
+    hash: str | None
+    read_at: float = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class _Checked:
     """What the checks after the nonce found: the version, the confirmed head, the
     entitlement there and (from memory only) the logged release."""
 
     version: IndexedVersion
-    block: int
+    head: Head
     entitled: bool
     release: Release | None
 
@@ -131,9 +168,13 @@ class KeyReleaser:
         self.domain = Eip712Domain(market.chain_id, market.address)
         self._now = now
         self._head_ttl = head_ttl
-        self._head: tuple[float, int, str | None] | None = None
+        self._head: Head | None = None
+        # what is remembered at `_head` (cleared when it changes, by number or by hash)
         self._entitled: dict[tuple[int, int], bool] = {}
+        self._confirmed: set[tuple[int, bytes]] = set()
         self._capsules: dict[tuple[int, int, bytes, bytes], BoundCapsule] = {}
+        self._debit_count: tuple[Head | None, int] = (None, 0)  # (at head, count at latest)
+        self._to_prepare: dict[tuple[int, int], int] = {}  # (debit, version) -> event block
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         # bare JSON-RPC for the per-request chain reads (None: the embedded chain)
@@ -163,6 +204,8 @@ class KeyReleaser:
             raise RequestExpired(f"request expired at {request.expiry} (now {now})")
         if request.expiry > now + MAX_EXPIRY_AHEAD:
             raise ExpiryTooFar(f"expiry may be at most {MAX_EXPIRY_AHEAD} s ahead")
+        if request.debit_id > MAX_DEBIT_ID:
+            raise UnknownDebitRequested(f"no debit {request.debit_id}")
         debit: IndexedDebit | None = None
         checked: _Checked | None = None
         if memory_only:
@@ -173,30 +216,37 @@ class KeyReleaser:
             checked = self._checked_from_memory(debit, request.version) if debit else None
             if checked is None:
                 return None
+        request_digest = digest(self.domain, request)
         try:
-            signer = recover_signer(self.domain, request, signature)
+            signer = recover_digest_signer(request_digest, signature)
         except MalformedSignature as e:
             raise BadSignature(str(e)) from e
         debit = debit or self._debit(request.debit_id)
         if signer.lower() != debit.buyer.lower():
             raise WrongSigner(f"request signed by {signer}, not by the debit's buyer")
-        if not self.state.use_nonce(signer, request.nonce, request.expiry, now):
-            raise NonceReused("this nonce was used before")
+        if is_small_order(debit.buyer_key):
+            raise BuyerKeyUnusable(
+                f"debit {debit.debit_id} names a low-order X25519 key: nothing can be sealed to it"
+            )
+        if not self.state.use_nonce(signer, request.nonce, request.expiry, now, request_digest):
+            raise NonceReused("this nonce was used before for another request")
         checked = checked or self._checked(debit, request.version)
         if not checked.entitled:
             raise NotEntitled(
                 f"debit {debit.debit_id} is not entitled to version {checked.version.version} "
-                f"at block {checked.block}"
+                f"at block {checked.head.number}"
             )
-        release = checked.release or self._release(debit, checked.version, checked.block)
+        release = checked.release or self._release(
+            debit, checked, request, signature, request_digest
+        )
         return SignedRelease(release, self.receipt_of(release))
 
     def _checked(self, debit: IndexedDebit, version_number: int) -> _Checked:
         """The version (indexed on demand), the confirmed head and the entitlement at it."""
         version = self._version(debit.listing_id, version_number)
-        block = self.confirmed_head()
-        entitled = self.entitled(debit.debit_id, version.version, block)
-        return _Checked(version, block, entitled, None)
+        head = self.head()
+        entitled = self.entitled(debit.debit_id, version.version, head)
+        return _Checked(version, head, entitled, None)
 
     def _checked_from_memory(self, debit: IndexedDebit, version_number: int) -> _Checked | None:
         """The same from the index and the remembered head and entitlement, with the
@@ -207,26 +257,41 @@ class KeyReleaser:
             entitled = self._entitled.get((debit.debit_id, version_number))
         if version is None or head is None or entitled is None:
             return None
-        if time.monotonic() - head[0] > self._head_ttl:
+        if time.monotonic() - head.read_at > self._head_ttl:
             return None
-        block = head[1]
-        release = self.state.release_for(debit.debit_id, version_number) if entitled else None
-        if entitled and release is None:
-            return None
-        return _Checked(version, block, entitled, release)
+        release = None
+        if entitled:
+            release = self.state.release_for(debit.debit_id, version_number, _key_hash(debit))
+            if release is None:
+                return None
+        return _Checked(version, head, entitled, release)
 
-    def _release(self, debit: IndexedDebit, version: IndexedVersion, block: int) -> Release:
-        """The release of (debit, version): the logged one, else a new one appended."""
-        release = self.state.release_for(debit.debit_id, version.version)
+    def _release(
+        self,
+        debit: IndexedDebit,
+        checked: _Checked,
+        request: KeyRequest,
+        signature: bytes,
+        request_digest: bytes,
+    ) -> Release:
+        """The release of (debit, version, key): the logged one, else a new one appended,
+        once the debit is confirmed to be the indexed buyer's on the canonical chain."""
+        version, block = checked.version, checked.head.number
+        key_hash = _key_hash(debit)
+        release = self.state.release_for(debit.debit_id, version.version, key_hash)
         if release is not None:
             return release
-        sealed = self.state.prepared(debit.debit_id, version.version)
+        self._confirm_debit(debit, checked.head)
+        sealed = self.state.prepared(debit.debit_id, version.version, debit.buyer_key)
         if sealed is None:
             sealed = self._seal(debit, version)
         release = self.state.append_release(
             debit.debit_id,
             version.version,
-            lambda seq: self._signed(seq, debit.debit_id, version.version, sealed, block),
+            key_hash,
+            lambda seq: self._signed(
+                seq, debit, version.version, sealed, block, request, signature, request_digest
+            ),
         )
         log.info(
             "released share for debit %d version %d (seq %d, block %d)",
@@ -234,44 +299,131 @@ class KeyReleaser:
         )
         return release
 
+    def _confirm_debit(self, debit: IndexedDebit, head: Head) -> None:
+        """Refuse unless, at the confirmed head, the debit's buyer and listing are the
+        indexed ones and the block of its indexed `DebitRequested` log is still canonical
+        (so is the buyer key read from that log). Remembered while the head stays."""
+        remembered = (debit.debit_id, debit.buyer_key)
+        with self._lock:
+            if self._head == head and remembered in self._confirmed:
+                return
+        listing_id, buyer, log_block_hash = self._debit_at(debit, head)
+        if buyer.lower() != debit.buyer.lower():
+            self._notice_reorg()
+            raise WrongSigner(
+                f"debit {debit.debit_id} belongs to {buyer} at block {head.number}: the "
+                "chain was reorganised since it was indexed"
+            )
+        if listing_id != debit.listing_id or log_block_hash != debit.block_hash:
+            self._notice_reorg()
+            raise NotEntitled(
+                f"debit {debit.debit_id} as indexed is not on the canonical chain at block "
+                f"{head.number} (a reorg); ask again once the node has caught up"
+            )
+        with self._lock:
+            if self._head == head:
+                self._confirmed.add(remembered)
+
+    def _debit_at(self, debit: IndexedDebit, head: Head) -> tuple[int, str, str | None]:
+        """(listingId, buyer) of the debit at the head, and the hash of its log's block."""
+        if head.hash is None:
+            raise NotEntitled(f"debit {debit.debit_id} is not confirmed yet")
+        try:
+            if self._reads is not None:
+                listing_id, buyer = self._reads.debit_owner(debit.debit_id, head.hash)
+                return listing_id, buyer, self._reads.block_hash(debit.block_number)
+            on_chain = self.market.debit(debit.debit_id, block=head.number)
+        except UnknownDebit as e:  # reorganised away entirely
+            self._notice_reorg()
+            raise NotEntitled(f"debit {debit.debit_id} is not on the canonical chain") from e
+        return on_chain.listing_id, on_chain.buyer, self.watcher.block_hash(debit.block_number)
+
+    def _notice_reorg(self) -> None:
+        """Let the watcher rewind the index now rather than at its next poll."""
+        try:
+            self.watcher.poll_once()
+        except ChainError as e:
+            log.warning("could not re-index after a reorg: %s", e)
+
     def receipt_of(self, release: Release) -> ReleaseReceipt:
         return ReleaseReceipt(
-            release.debit_id, release.version, release.node, release.sealed_share_hash,
+            release.debit_id, release.version, release.node, release.epoch,
+            release.buyer,  # type: ignore[arg-type]
+            release.buyer_key_hash, release.request_digest, release.sealed_share_hash,
             release.block,
         )
 
     # ------------------------------------------------------------ ahead-of-time shares
 
     def on_event(self, event: MarketEvent) -> None:
-        """Watcher callback: prepare shares as soon as a (buyer, version) is entitled."""
+        """Watcher callback, under the watcher's lock: only queues what may be prepared
+        (no chain reads, no crypto); `prepare_pending` does the work outside the lock."""
         if isinstance(event, DebitRequested) and not event.auto_approved:
             return
-        pairs: list[tuple[IndexedDebit, IndexedVersion]] = []
+        pairs: list[tuple[int, int]] = []
         if isinstance(event, DebitRequested | DebitConsented):
-            debit = self.state.debit(event.debit_id)
-            if debit is not None:
-                pairs = [(debit, v) for v in self.state.versions_of_listing(event.listing_id)]
+            versions = self.state.versions_of_listing(event.listing_id, newest=PREPARE_PER_EVENT)
+            pairs = [(event.debit_id, v.version) for v in versions]
         elif isinstance(event, VersionPublished):
-            version = self.state.version(event.listing_id, event.version)
-            if version is not None:
-                pairs = [(d, version) for d in self.state.debits_of_listing(event.listing_id)]
-        block = self.confirmed_head() if pairs else -1
-        for debit, version in pairs:
-            if self.state.prepared(debit.debit_id, version.version) is not None:
-                continue
-            if self.entitled(debit.debit_id, version.version, block):
-                try:
-                    sealed = self._seal(debit, version)
-                except UnboundCapsule as e:
-                    log.warning("not preparing a share: %s", e.message)
-                    continue
-                self.state.store_prepared(
-                    debit.debit_id, version.version, sealed, event.ref.block_number
-                )
+            debits = self.state.debits_of_listing(event.listing_id, newest=PREPARE_PER_EVENT)
+            pairs = [(d.debit_id, event.version) for d in debits]
+        with self._lock:
+            for pair in pairs:
+                if len(self._to_prepare) >= PREPARE_QUEUE_SIZE:
+                    break
+                self._to_prepare.setdefault(pair, event.ref.block_number)
+
+    def pending_preparations(self) -> int:
+        with self._lock:
+            return len(self._to_prepare)
+
+    def prepare_pending(self, limit: int = PREPARE_QUEUE_SIZE) -> int:
+        """Prepare up to `limit` queued shares that are entitled at the confirmed head and
+        not yet prepared or released; expire old prepared rows. Returns how many were made."""
+        head = self.head()
+        rows = self.state.prune_prepared(head.number - PREPARED_MAX_AGE_BLOCKS, PREPARED_MAX_ROWS)
+        made = 0
+        for _ in range(limit):
+            with self._lock:
+                if not self._to_prepare:
+                    break
+                pair = next(iter(self._to_prepare))
+                block_number = self._to_prepare.pop(pair)
+            if rows >= PREPARED_MAX_ROWS:
+                continue  # full: what is not prepared is made on request
+            if self._prepare(pair[0], pair[1], head, block_number):
+                made += 1
+                rows += 1
+        return made
+
+    def _prepare(self, debit_id: int, version_number: int, head: Head, block_number: int) -> bool:
+        debit = self.state.debit(debit_id)
+        if debit is None or is_small_order(debit.buyer_key):
+            return False
+        version = self.state.version(debit.listing_id, version_number)
+        if version is None:
+            return False
+        if self.state.prepared(debit_id, version_number, debit.buyer_key) is not None:
+            return False
+        if self.state.release_for(debit_id, version_number, _key_hash(debit)) is not None:
+            return False
+        if not self.entitled(debit_id, version_number, head):
+            return False
+        try:
+            sealed = self._seal(debit, version)
+        except UnboundCapsule as e:
+            log.warning("not preparing a share: %s", e.message)
+            return False
+        self.state.store_prepared(debit_id, version_number, debit.buyer_key, sealed, block_number)
+        return True
 
     # ------------------------------------------------------------ chain reads
 
     def confirmed_head(self) -> int:
+        """The confirmed head's number (see `head`)."""
+        return self.head().number
+
+    def head(self) -> Head:
         """Latest block minus the confirmation depth, cached for `head_ttl` seconds.
 
         Remembered entitlements are dropped whenever the confirmed head changes, by hash
@@ -281,15 +433,15 @@ class KeyReleaser:
         fresh = self._fresh_head()
         return fresh if fresh is not None else self._refresh_head()
 
-    def _fresh_head(self) -> int | None:
+    def _fresh_head(self) -> Head | None:
         """The remembered confirmed head while it is at most `head_ttl` old, else None."""
         with self._lock:
             head = self._head
-        if head is None or time.monotonic() - head[0] > self._head_ttl:
+        if head is None or time.monotonic() - head.read_at > self._head_ttl:
             return None
-        return head[1]
+        return head
 
-    def _refresh_head(self) -> int:
+    def _refresh_head(self) -> Head:
         # one thread asks the chain, outside `_lock` (requests answered from memory go
         # on meanwhile); threads that queued behind it take its answer if still fresh
         with self._refresh_lock:
@@ -297,11 +449,15 @@ class KeyReleaser:
             if fresh is not None:
                 return fresh
             clock = time.monotonic()
-            head, head_hash = self._read_head()
+            number, block_hash = self._read_head()
+            head = Head(number, block_hash, clock)
             with self._lock:
-                if self._head is None or (head, head_hash) != self._head[1:]:
+                if self._head is None or (number, block_hash) != (
+                    self._head.number, self._head.hash
+                ):
                     self._entitled.clear()
-                self._head = (clock, head, head_hash)
+                    self._confirmed.clear()
+                self._head = head
             return head
 
     def _read_head(self) -> tuple[int, str | None]:
@@ -311,34 +467,54 @@ class KeyReleaser:
         head = self._reads.block_number() - self.watcher.reader.confirmations
         return head, self._reads.block_hash(head) if head >= 0 else None
 
-    def entitled(self, debit_id: int, version: int, block: int) -> bool:
-        """`isEntitled` at `block`, remembered while the confirmed head stays there."""
+    def entitled(self, debit_id: int, version: int, head: Head) -> bool:
+        """`isEntitled` in the confirmed head's block, asked by its hash (EIP-1898) and
+        remembered while the confirmed head is that block."""
         key = (debit_id, version)
         with self._lock:
-            cached = self._entitled.get(key) if self._head and self._head[1] == block else None
+            cached = self._entitled.get(key) if self._head == head else None
         if cached is not None:
             return cached
-        if self._reads is None:
-            answer = self.market.is_entitled(debit_id, version, block=max(block, 0))
+        if head.hash is None:
+            return False
+        if self._reads is not None:
+            answer = self._reads.is_entitled(debit_id, version, head.hash)
         else:
-            answer = self._reads.is_entitled(debit_id, version, max(block, 0))
+            # eth-tester takes no block hash: ask by number, then make sure that number
+            # still names the same block (else the answer may be another branch's)
+            answer = self.market.is_entitled(debit_id, version, block=head.number)
+            if self.watcher.block_hash(head.number) != head.hash:
+                return False
         with self._lock:
-            if self._head and self._head[1] == block:
+            if self._head == head:
                 self._entitled[key] = answer
         return answer
 
     def _debit(self, debit_id: int) -> IndexedDebit:
         debit = self.state.debit(debit_id)
-        if debit is None:
-            self.watcher.poll_once()
-            debit = self.state.debit(debit_id)
         if debit is not None:
             return debit
-        try:
-            self.market.debit(debit_id)
-        except UnknownDebit as e:
-            raise UnknownDebitRequested(f"no debit {debit_id}") from e
-        raise NotEntitled(f"debit {debit_id} is not confirmed yet")
+        if debit_id > self._known_debit_count():
+            raise UnknownDebitRequested(f"no debit {debit_id}")
+        self.watcher.poll_once()
+        debit = self.state.debit(debit_id)
+        if debit is None:
+            raise NotEntitled(f"debit {debit_id} is not confirmed yet")
+        return debit
+
+    def _known_debit_count(self) -> int:
+        """`debitCount` at the latest block, read at most once per confirmed head: the
+        count grows only with new blocks, so unknown ids cannot make a node spam its chain
+        node (they cost nothing beyond the head read the node makes anyway)."""
+        head = self.head()
+        with self._lock:
+            at, count = self._debit_count
+        if at == head:
+            return count
+        count = self._reads.debit_count() if self._reads else self.market.debit_count()
+        with self._lock:
+            self._debit_count = (head, count)
+        return count
 
     def _version(self, listing_id: int, version: int) -> IndexedVersion:
         found = self.state.version(listing_id, version)
@@ -388,15 +564,40 @@ class KeyReleaser:
             self._capsules[key] = bound
         return bound
 
-    def _signed(self, seq: int, debit_id: int, version: int, sealed: bytes, block: int) -> Release:
-        receipt = ReleaseReceipt.for_sealed_share(debit_id, version, self.node.index, sealed, block)
+    def _signed(
+        self,
+        seq: int,
+        debit: IndexedDebit,
+        version: int,
+        sealed: bytes,
+        block: int,
+        request: KeyRequest,
+        request_signature: bytes,
+        request_digest: bytes,
+    ) -> Release:
+        receipt = ReleaseReceipt.for_sealed_share(
+            debit.debit_id, version, self.node.index, sealed, block,
+            epoch=COMMITTEE_EPOCH, buyer=debit.buyer, buyer_key=debit.buyer_key,
+            request_digest=request_digest,
+        )
         return Release(
             seq=seq,
-            debit_id=debit_id,
+            debit_id=debit.debit_id,
             version=version,
             node=self.node.index,
+            epoch=receipt.epoch,
+            buyer=receipt.buyer,
+            buyer_key_hash=receipt.buyer_key_hash,
+            request=request,
+            request_signature=request_signature,
+            request_digest=request_digest,
             sealed_share=sealed,
             sealed_share_hash=receipt.sealed_share_hash,
             block=block,
             signature=sign(self.node.account, self.domain, receipt),
         )
+
+
+def _key_hash(debit: IndexedDebit) -> bytes:
+    """SHA-256 of the debit's buyer key: what releases are keyed by, beside the ids."""
+    return hashlib.sha256(debit.buyer_key).digest()

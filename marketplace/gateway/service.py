@@ -77,8 +77,10 @@ class GatewayService:
         }
 
     def tick(self, *, anchor: bool = True) -> None:
-        """Catch up with the chain, then anchor pending releases."""
+        """Catch up with the chain, prepare the shares that queued, then anchor pending
+        releases."""
         self.watcher.catch_up()
+        self.releaser.prepare_pending()
         if anchor:
             self.anchorer.anchor_pending()
 
@@ -103,6 +105,9 @@ class GatewayService:
         while not self._stop.is_set():
             try:
                 self.watcher.catch_up()
+                # outside the watcher's lock: a request that needs the index never waits
+                # for ahead-of-time work
+                self.releaser.prepare_pending()
                 if clock >= next_anchor:
                     self.anchorer.anchor_pending()
                     next_anchor = clock + self.timing.anchor_interval

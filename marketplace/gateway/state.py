@@ -8,12 +8,19 @@ head, below the reorg depth the node is configured for).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from marketplace.gateway.database import PostgresDatabase, SqliteDatabase, Tx
+from marketplace.eip712 import KeyRequest
+from marketplace.gateway.database import PostgresDatabase, SqliteDatabase, StateStoreError, Tx
+
+#: The layout below. A state file written by an older layout is refused, not misread.
+SCHEMA_VERSION = 2
 
 SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS schema_version (
+        id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS cursor (
         id INTEGER PRIMARY KEY, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS seen_blocks (
@@ -24,22 +31,27 @@ SCHEMA = (
         PRIMARY KEY (chain_id, block_hash, tx_hash, log_index))""",
     """CREATE TABLE IF NOT EXISTS debits (
         debit_id BIGINT PRIMARY KEY, listing_id BIGINT NOT NULL, buyer TEXT NOT NULL,
-        buyer_key TEXT NOT NULL, block_number BIGINT NOT NULL)""",
+        buyer_key TEXT NOT NULL, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS versions (
         listing_id BIGINT NOT NULL, version BIGINT NOT NULL, cid TEXT NOT NULL,
         capsule TEXT NOT NULL, block_number BIGINT NOT NULL,
         PRIMARY KEY (listing_id, version))""",
     """CREATE TABLE IF NOT EXISTS prepared (
-        debit_id BIGINT NOT NULL, version BIGINT NOT NULL, sealed_share TEXT NOT NULL,
-        block_number BIGINT NOT NULL, PRIMARY KEY (debit_id, version))""",
+        debit_id BIGINT NOT NULL, version BIGINT NOT NULL, buyer_key TEXT NOT NULL,
+        sealed_share TEXT NOT NULL, block_number BIGINT NOT NULL,
+        PRIMARY KEY (debit_id, version, buyer_key))""",
+    "CREATE INDEX IF NOT EXISTS prepared_by_block ON prepared (block_number)",
     """CREATE TABLE IF NOT EXISTS nonces (
         signer TEXT NOT NULL, nonce TEXT NOT NULL, expiry BIGINT NOT NULL,
-        PRIMARY KEY (signer, nonce))""",
+        digest TEXT NOT NULL, PRIMARY KEY (signer, nonce))""",
     "CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expiry)",
     """CREATE TABLE IF NOT EXISTS releases (
         seq BIGINT PRIMARY KEY, debit_id BIGINT NOT NULL, version BIGINT NOT NULL,
-        node BIGINT NOT NULL, sealed_share TEXT NOT NULL, sealed_share_hash TEXT NOT NULL,
-        block BIGINT NOT NULL, signature TEXT NOT NULL, UNIQUE (debit_id, version))""",
+        node BIGINT NOT NULL, epoch BIGINT NOT NULL, buyer TEXT NOT NULL,
+        buyer_key_hash TEXT NOT NULL, request TEXT NOT NULL, request_signature TEXT NOT NULL,
+        request_digest TEXT NOT NULL, sealed_share TEXT NOT NULL,
+        sealed_share_hash TEXT NOT NULL, block BIGINT NOT NULL, signature TEXT NOT NULL,
+        UNIQUE (debit_id, version, buyer_key_hash))""",
     """CREATE TABLE IF NOT EXISTS anchors (
         anchor_seq BIGINT PRIMARY KEY, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
         root TEXT NOT NULL, tx_hash TEXT NOT NULL)""",
@@ -60,10 +72,15 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class IndexedDebit:
+    """A `DebitRequested` log as indexed, with the block it came from: a first release
+    checks that block is still canonical (a reorg can give the id to another buyer)."""
+
     debit_id: int
     listing_id: int
     buyer: str
     buyer_key: bytes
+    block_number: int = -1
+    block_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +93,19 @@ class IndexedVersion:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """One entry of the append-only release log: a signed receipt and what it covers."""
+    """One entry of the append-only release log: a signed receipt, what it covers, and
+    the buyer-signed request that asked for it (kept for auditors)."""
 
     seq: int
     debit_id: int
     version: int
     node: int
+    epoch: int
+    buyer: str
+    buyer_key_hash: bytes
+    request: KeyRequest
+    request_signature: bytes
+    request_digest: bytes
     sealed_share: bytes
     sealed_share_hash: bytes
     block: int
@@ -104,8 +128,13 @@ class GatewayState:
         self.db = db
         self._next_nonce_prune = 0
         with db.transaction() as tx:
+            _check_schema_version(tx)
             for statement in SCHEMA:
                 tx.execute(statement)
+            tx.execute(
+                "INSERT INTO schema_version VALUES (1, ?) ON CONFLICT DO NOTHING",
+                (SCHEMA_VERSION,),
+            )
 
     # ---------------------------------------------------------------- cursor and reorgs
 
@@ -177,19 +206,20 @@ class GatewayState:
 
     def debit(self, debit_id: int) -> IndexedDebit | None:
         with self.db.transaction() as tx:
-            row = tx.one(
-                "SELECT debit_id, listing_id, buyer, buyer_key FROM debits WHERE debit_id = ?",
-                (debit_id,),
-            )
-        return IndexedDebit(row[0], row[1], row[2], bytes.fromhex(row[3])) if row else None
+            row = tx.one(f"SELECT {_DEBIT_COLUMNS} FROM debits WHERE debit_id = ?", (debit_id,))  # noqa: S608
+        return _debit(row) if row else None
 
-    def debits_of_listing(self, listing_id: int) -> list[IndexedDebit]:
+    def debits_of_listing(
+        self, listing_id: int, *, newest: int | None = None
+    ) -> list[IndexedDebit]:
+        """The listing's indexed debits, newest first; at most `newest` of them if given."""
         with self.db.transaction() as tx:
             rows = tx.all(
-                "SELECT debit_id, listing_id, buyer, buyer_key FROM debits WHERE listing_id = ?",
-                (listing_id,),
+                f"SELECT {_DEBIT_COLUMNS} FROM debits WHERE listing_id = ? "  # noqa: S608
+                "ORDER BY debit_id DESC LIMIT ?",
+                (listing_id, -1 if newest is None else newest),
             )
-        return [IndexedDebit(r[0], r[1], r[2], bytes.fromhex(r[3])) for r in rows]
+        return [_debit(r) for r in rows]
 
     def version(self, listing_id: int, version: int) -> IndexedVersion | None:
         with self.db.transaction() as tx:
@@ -200,12 +230,15 @@ class GatewayState:
             )
         return _version(row) if row else None
 
-    def versions_of_listing(self, listing_id: int) -> list[IndexedVersion]:
+    def versions_of_listing(
+        self, listing_id: int, *, newest: int | None = None
+    ) -> list[IndexedVersion]:
+        """The listing's indexed versions, newest first; at most `newest` of them if given."""
         with self.db.transaction() as tx:
             rows = tx.all(
                 "SELECT listing_id, version, cid, capsule FROM versions WHERE listing_id = ? "
-                "ORDER BY version",
-                (listing_id,),
+                "ORDER BY version DESC LIMIT ?",
+                (listing_id, -1 if newest is None else newest),
             )
         return [_version(r) for r in rows]
 
@@ -216,69 +249,110 @@ class GatewayState:
 
     # ---------------------------------------------------------------- prepared shares
 
-    def prepared(self, debit_id: int, version: int) -> bytes | None:
+    def prepared(self, debit_id: int, version: int, buyer_key: bytes | None = None) -> bytes | None:
+        """The share prepared for (debit, version) sealed to `buyer_key` (None: to whichever
+        key it was prepared for)."""
         with self.db.transaction() as tx:
-            row = tx.one(
-                "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ?",
-                (debit_id, version),
-            )
+            if buyer_key is None:
+                row = tx.one(
+                    "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ?",
+                    (debit_id, version),
+                )
+            else:
+                row = tx.one(
+                    "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ? "
+                    "AND buyer_key = ?",
+                    (debit_id, version, buyer_key.hex()),
+                )
         return bytes.fromhex(row[0]) if row else None
 
-    def store_prepared(self, debit_id: int, version: int, sealed: bytes, block_number: int) -> None:
+    def store_prepared(
+        self, debit_id: int, version: int, buyer_key: bytes, sealed: bytes, block_number: int
+    ) -> None:
         with self.db.transaction() as tx:
             tx.execute(
-                "INSERT INTO prepared VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (debit_id, version, sealed.hex(), block_number),
+                "INSERT INTO prepared VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (debit_id, version, buyer_key.hex(), sealed.hex(), block_number),
             )
+
+    def prune_prepared(self, before_block: int, keep: int) -> int:
+        """Drop prepared shares made for events before `before_block`, then all but the
+        `keep` newest; returns how many remain. A dropped share is made again on request."""
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM prepared WHERE block_number < ?", (before_block,))
+            row = tx.one("SELECT COUNT(*) FROM prepared")
+            count = int(row[0]) if row else 0
+            if count > keep:
+                tx.execute(
+                    "DELETE FROM prepared WHERE block_number <= (SELECT block_number FROM "
+                    "prepared ORDER BY block_number DESC LIMIT 1 OFFSET ?)",
+                    (keep,),
+                )
+                row = tx.one("SELECT COUNT(*) FROM prepared")
+                count = int(row[0]) if row else 0
+        return count
 
     # ---------------------------------------------------------------- nonces
 
-    def use_nonce(self, signer: str, nonce: bytes, expiry: int, now: int) -> bool:
-        """Record a request nonce; False when this signer used it before (a replay)."""
+    def use_nonce(self, signer: str, nonce: bytes, expiry: int, now: int, digest: bytes) -> bool:
+        """Record a request nonce with the digest of the request that carried it; False
+        when this signer used it before for a *different* request (a replay). The same
+        request seen again is allowed: it is answered again (idempotent), so whoever
+        relays a buyer's request to a node first cannot make the buyer's own copy fail."""
         with self.db.transaction() as tx:
             if now >= self._next_nonce_prune:
                 tx.execute("DELETE FROM nonces WHERE expiry < ?", (now,))
                 self._next_nonce_prune = now + NONCE_PRUNE_INTERVAL
-            if tx.one(
-                "SELECT 1 FROM nonces WHERE signer = ? AND nonce = ?", (signer.lower(), nonce.hex())
-            ):
-                return False
-            tx.execute("INSERT INTO nonces VALUES (?, ?, ?)", (signer.lower(), nonce.hex(), expiry))
+            row = tx.one(
+                "SELECT digest FROM nonces WHERE signer = ? AND nonce = ?",
+                (signer.lower(), nonce.hex()),
+            )
+            if row is not None:
+                return bool(row[0] == digest.hex())
+            tx.execute(
+                "INSERT INTO nonces VALUES (?, ?, ?, ?)",
+                (signer.lower(), nonce.hex(), expiry, digest.hex()),
+            )
         return True
 
     # ---------------------------------------------------------------- release log
 
-    def release_for(self, debit_id: int, version: int) -> Release | None:
+    def release_for(
+        self, debit_id: int, version: int, buyer_key_hash: bytes | None = None
+    ) -> Release | None:
+        """The release of (debit, version) to the buyer key with this hash (None: the
+        first release of (debit, version) to any key)."""
         with self.db.transaction() as tx:
-            row = tx.one(
-                f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE debit_id = ? AND version = ?",  # noqa: S608
-                (debit_id, version),
-            )
+            row = _release_row(tx, debit_id, version, buyer_key_hash)
         return _release(row) if row else None
 
     def append_release(
-        self, debit_id: int, version: int, build: Callable[[int], Release]
+        self, debit_id: int, version: int, buyer_key_hash: bytes, build: Callable[[int], Release]
     ) -> Release:
-        """Append the next release, or return the existing one for (debit, version).
+        """Append the next release, or return the existing one for (debit, version, key).
 
         `build(seq)` makes (and signs) the release once its sequence number is known,
         inside the same transaction, so two requests cannot both append. The commit is
         durable: a release is answered only once it would survive a power cut.
         """
         with self.db.transaction(durable=True) as tx:
-            existing = tx.one(
-                f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE debit_id = ? AND version = ?",  # noqa: S608
-                (debit_id, version),
-            )
+            existing = _release_row(tx, debit_id, version, buyer_key_hash)
             if existing:
                 return _release(existing)
             row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM releases")
             release = build(int(row[0]) + 1 if row else 1)
             tx.execute(
-                "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (release.seq, release.debit_id, release.version, release.node,
+                "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (release.seq, release.debit_id, release.version, release.node, release.epoch,
+                 release.buyer, release.buyer_key_hash.hex(),
+                 json.dumps(release.request.to_message(), separators=(",", ":")),
+                 release.request_signature.hex(), release.request_digest.hex(),
                  release.sealed_share.hex(), release.sealed_share_hash.hex(), release.block,
                  release.signature.hex()),
+            )
+            # the prepared share has served its purpose
+            tx.execute(
+                "DELETE FROM prepared WHERE debit_id = ? AND version = ?", (debit_id, version)
             )
         return release
 
@@ -329,16 +403,63 @@ class GatewayState:
 
 
 _RELEASE_COLUMNS = (
-    "seq, debit_id, version, node, sealed_share, sealed_share_hash, block, signature"
+    "seq, debit_id, version, node, epoch, buyer, buyer_key_hash, request, request_signature, "
+    "request_digest, sealed_share, sealed_share_hash, block, signature"
 )
+_DEBIT_COLUMNS = "debit_id, listing_id, buyer, buyer_key, block_number, block_hash"
+
+
+def _check_schema_version(tx: Tx) -> None:
+    """Refuse a state database written by another layout (before the schema_version
+    table, releases were unique per (debit, version) and named no buyer)."""
+    tables = tx.tables()
+    if "schema_version" in tables:
+        row = tx.one("SELECT version FROM schema_version WHERE id = 1")
+        found = int(row[0]) if row else SCHEMA_VERSION
+    else:
+        found = 1 if "cursor" in tables else SCHEMA_VERSION
+    if found != SCHEMA_VERSION:
+        raise StateStoreError(
+            f"this gateway state was written with schema {found}; this datadebit needs "
+            f"schema {SCHEMA_VERSION}: start the node with a new state database"
+        )
+
+
+def _release_row(
+    tx: Tx, debit_id: int, version: int, buyer_key_hash: bytes | None
+) -> tuple[object, ...] | None:
+    if buyer_key_hash is None:
+        return tx.one(
+            f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE debit_id = ? AND version = ? "  # noqa: S608
+            "ORDER BY seq LIMIT 1",
+            (debit_id, version),
+        )
+    return tx.one(
+        f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE debit_id = ? AND version = ? "  # noqa: S608
+        "AND buyer_key_hash = ?",
+        (debit_id, version, buyer_key_hash.hex()),
+    )
 
 
 def _release(row: tuple[object, ...]) -> Release:
-    seq, debit_id, version, node, sealed, sealed_hash, block, signature = row
+    (seq, debit_id, version, node, epoch, buyer, key_hash, request, request_signature,
+     request_digest, sealed, sealed_hash, block, signature) = row
     return Release(
         seq=int(seq), debit_id=int(debit_id), version=int(version), node=int(node),  # type: ignore[call-overload]
+        epoch=int(epoch), buyer=str(buyer), buyer_key_hash=bytes.fromhex(str(key_hash)),  # type: ignore[call-overload]
+        request=KeyRequest.from_message(json.loads(str(request))),
+        request_signature=bytes.fromhex(str(request_signature)),
+        request_digest=bytes.fromhex(str(request_digest)),
         sealed_share=bytes.fromhex(str(sealed)), sealed_share_hash=bytes.fromhex(str(sealed_hash)),
         block=int(block), signature=bytes.fromhex(str(signature)),  # type: ignore[call-overload]
+    )
+
+
+def _debit(row: tuple[object, ...]) -> IndexedDebit:
+    debit_id, listing_id, buyer, key, block_number, block_hash = row
+    return IndexedDebit(
+        int(debit_id), int(listing_id), str(buyer), bytes.fromhex(str(key)),  # type: ignore[call-overload]
+        int(block_number), str(block_hash),  # type: ignore[call-overload]
     )
 
 
@@ -351,8 +472,9 @@ def _version(row: tuple[object, ...]) -> IndexedVersion:
 def _insert_index_row(tx: Tx, row: IndexedDebit | IndexedVersion, block_number: int) -> None:
     if isinstance(row, IndexedDebit):
         tx.execute(
-            "INSERT INTO debits VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (row.debit_id, row.listing_id, row.buyer, row.buyer_key.hex(), block_number),
+            "INSERT INTO debits VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (row.debit_id, row.listing_id, row.buyer, row.buyer_key.hex(), block_number,
+             row.block_hash),
         )
     else:
         tx.execute(

@@ -126,7 +126,13 @@ def _log_key(event: MarketEvent) -> tuple[str, str, int, int]:
 
 def _index_rows(event: MarketEvent) -> list[IndexedDebit | IndexedVersion]:
     if isinstance(event, DebitRequested):
-        return [IndexedDebit(event.debit_id, event.listing_id, event.buyer, event.buyer_key)]
+        ref = event.ref
+        return [
+            IndexedDebit(
+                event.debit_id, event.listing_id, event.buyer, event.buyer_key,
+                ref.block_number, ref.block_hash,
+            )
+        ]
     if isinstance(event, VersionPublished):
         return [IndexedVersion(event.listing_id, event.version, event.cid, event.capsule)]
     return []

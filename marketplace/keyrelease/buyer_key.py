@@ -20,6 +20,24 @@ from marketplace.keyrelease.errors import InvalidBuyerKey
 from marketplace.keyrelease.group import tag
 
 _X25519_TAG = tag("x25519")
+_P = 2**255 - 19
+#: u-coordinates of the X25519 points of small order (1, 2, 4, 8), the list libsodium's
+#: `crypto_scalarmult` refuses by its all-zero output: sealing to one of them fails, and a
+#: Diffie-Hellman with one would reveal nothing secret to anyone.
+_SMALL_ORDER_U = frozenset((
+    0,
+    1,
+    _P - 1,
+    325606250916557431795983626356110631294008115727848805560023387167927233504,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,
+))
+
+
+def is_small_order(key: bytes) -> bool:
+    """Whether a 32-byte X25519 public key is a point of small order, in any of its
+    encodings (bit 255 is ignored by X25519; u and u + p name the same point)."""
+    u = int.from_bytes(key, "little") & (2**255 - 1)
+    return (u - _P if u >= _P else u) in _SMALL_ORDER_U
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +51,8 @@ class BuyerPublicKey:
     def __post_init__(self) -> None:
         if not isinstance(self.key, bytes) or len(self.key) != self.SIZE:
             raise InvalidBuyerKey(f"must be exactly {self.SIZE} bytes")
+        if is_small_order(self.key):
+            raise InvalidBuyerKey("a low-order X25519 point: nothing can be sealed to it")
 
     def __repr__(self) -> str:
         return f"BuyerPublicKey(0x{self.key.hex()})"

@@ -131,5 +131,5 @@ def test_error_and_malformed_answers_are_chain_errors(
             elif call == "hash":
                 reads.block_hash(5)
             else:
-                reads.is_entitled(1, 1, 5)
+                reads.is_entitled(1, 1, "0x" + "00" * 32)
         assert not isinstance(raised.value, ChainUnavailable)  # the node did answer

@@ -131,20 +131,26 @@ class Stack:
 
 
 def build_stack(
-    w3: Web3, *, confirmations: int = 0, open_state: Callable[[int], GatewayState] | None = None
+    w3: Web3,
+    *,
+    confirmations: int = 0,
+    open_state: Callable[[int], GatewayState] | None = None,
+    size: int = 3,
+    threshold: int = 2,
 ) -> Stack:
-    """Deploy a market with a freshly dealt 2-of-3 committee and three gateways on it;
-    `open_state(node)` gives each node's state (in-memory SQLite by default)."""
+    """Deploy a market with a freshly dealt `threshold`-of-`size` committee (2-of-3 by
+    default) and a gateway per node; `open_state(node)` gives each node's state (in-memory
+    SQLite by default)."""
     new_state = open_state or (lambda _node: GatewayState(SqliteDatabase(":memory:")))
     dev = DevChain(w3)
     deployer, owner, buyer, stranger = (Account.create() for _ in range(4))
-    node_accounts = [Account.create() for _ in range(3)]
+    node_accounts = [Account.create() for _ in range(size)]
     for acct in (deployer, owner, buyer, stranger, *node_accounts):
         dev.fund(acct.address, 10 * ETHER)
-    dealt = deal(3, 2)
+    dealt = deal(size, threshold)
     committee = Committee(
         committee_key=dealt.keys.committee_key.to_bytes(),
-        threshold=2,
+        threshold=threshold,
         nodes=tuple(a.address for a in node_accounts),
         share_keys=tuple(k.point.to_bytes() for k in dealt.keys.share_keys),
     )
@@ -156,7 +162,7 @@ def build_stack(
             node=NodeKey(dealt.shares[i - 1], node_accounts[i - 1]),
             confirmations=confirmations,
         )
-        for i in (1, 2, 3)
+        for i in range(1, size + 1)
     }
     clients = {i: TestClient(create_app(s, run_background=False)) for i, s in services.items()}
     domain = Eip712Domain(market.chain_id, market.address)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from marketplace.eip712 import KeyRequest
 from marketplace.gateway.database import PostgresDatabase, SqliteDatabase, open_database
-from marketplace.gateway.state import GatewayState
+from marketplace.gateway.state import GatewayState, Release
 
 #: Parameters of the `state_backend` fixture; Postgres needs a real server, so it is an
 #: integration test.
@@ -58,3 +59,19 @@ class StateBackend:
             with psycopg.connect(self._admin_url, autocommit=True) as conn:
                 for url in self._urls.values():
                     conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+#: The buyer-key hash the state tests' releases are keyed by.
+TEST_KEY_HASH = b"\x05" * 32
+_TEST_REQUEST = KeyRequest(1, 1, 2_000, b"\x06" * 32)
+
+
+def a_release(seq: int, debit_id: int = 1, version: int = 1) -> Release:
+    """A release log entry with placeholder bytes, for state tests (no crypto involved)."""
+    return Release(
+        seq=seq, debit_id=debit_id, version=version, node=1, epoch=1,
+        buyer="0x" + "ab" * 20, buyer_key_hash=TEST_KEY_HASH, request=_TEST_REQUEST,
+        request_signature=b"\x07" * 65, request_digest=b"\x08" * 32,
+        sealed_share=b"\x01" * 80, sealed_share_hash=b"\x02" * 32, block=7,
+        signature=b"\x03" * 65,
+    )

@@ -45,7 +45,8 @@ def test_first_release_is_left_to_handle_untouched_then_reserved_from_memory(
     listing = stack.listing(auto_approve=True)
     stack.publish(listing)
     debit_id = stack.debit(listing)
-    stack.services[1].watcher.catch_up()  # indexes, remembers the entitlement, prepares
+    stack.services[1].watcher.catch_up()  # indexes, queues the pair to prepare
+    releaser.prepare_pending()  # remembers the entitlement, prepares
 
     request, signature = _signed(stack, debit_id)
     assert releaser.handle_from_memory(request, signature) is None  # no release yet
@@ -56,8 +57,12 @@ def test_first_release_is_left_to_handle_untouched_then_reserved_from_memory(
     served = releaser.handle_from_memory(again, again_signature)
     assert served is not None
     assert served == first
+    # the same request again is answered again (idempotent); the nonce in another request
+    # is a replay
+    assert releaser.handle_from_memory(again, again_signature) == first
+    other = KeyRequest(debit_id, 1, again.expiry - 1, again.nonce)
     with pytest.raises(NonceReused):
-        releaser.handle_from_memory(again, again_signature)
+        releaser.handle_from_memory(other, sign(stack.buyer, stack.domain, other))
     assert len(stack.services[1].state.releases_after(0)) == 1
 
 
@@ -67,13 +72,17 @@ def test_refusals_from_memory_are_handles(stack: Stack) -> None:
     stack.publish(listing)
     debit_id = stack.debit(listing)  # awaits consent: not entitled
     stack.services[1].watcher.catch_up()
+    releaser.prepare_pending()
 
-    # indexing asked isEntitled for the pair (to prepare a share): remembered as False
+    # preparing asked isEntitled for the pair (to prepare a share): remembered as False
     request, signature = _signed(stack, debit_id)
     with pytest.raises(NotEntitled):
         releaser.handle_from_memory(request, signature)
-    with pytest.raises(NonceReused):  # the refusal spent the nonce, as handle's does
+    with pytest.raises(NotEntitled):  # the same request is judged again, as by handle
         releaser.handle(request, signature)
+    reused = KeyRequest(debit_id, 1, request.expiry - 1, request.nonce)
+    with pytest.raises(NonceReused):  # the refusal spent the nonce for other requests
+        releaser.handle(reused, sign(stack.buyer, stack.domain, reused))
 
     forged, forged_signature = _signed(stack, debit_id, signer=stack.stranger)
     with pytest.raises(WrongSigner):

@@ -54,7 +54,7 @@ def test_error_table_is_the_documented_one() -> None:
         "malformed": 422, "bad_signature": 401, "wrong_signer": 403, "expired": 401,
         "expiry_too_far": 401, "nonce_reused": 409, "unknown_debit": 404,
         "unknown_version": 404, "not_entitled": 403, "invalid_capsule": 409,
-        "chain_unavailable": 503, "state_unavailable": 503,
+        "invalid_buyer_key": 409, "chain_unavailable": 503, "state_unavailable": 503,
     }
 
 
@@ -251,28 +251,36 @@ def test_expiry_nine_minutes_ahead_is_accepted(entitled: Entitled) -> None:
     assert entitled.stack.ask(1, body).status_code == 200
 
 
-def test_replayed_request_is_refused_by_the_same_node_only(entitled: Entitled) -> None:
+def test_the_same_request_again_is_answered_again_another_with_its_nonce_is_a_replay(
+    entitled: Entitled,
+) -> None:
     stack = entitled.stack
-    body = stack.body(entitled.debit_id, 1)
-    assert stack.ask(1, body).status_code == 200
-    assert code_of(stack.ask(1, body)) == (409, "nonce_reused")
+    nonce = os.urandom(32)
+    body = stack.body(entitled.debit_id, 1, nonce=nonce)
+    first = stack.ask(1, body)
+    assert first.status_code == 200
+    assert stack.ask(1, body).json() == first.json()  # idempotent: sealed to the buyer
     # each node keeps its own nonce log: one signed request serves the whole committee
     assert stack.ask(2, body).status_code == 200
     assert stack.ask(3, body).status_code == 200
-    assert code_of(stack.ask(2, body)) == (409, "nonce_reused")
+    other = stack.body(entitled.debit_id, 1, nonce=nonce, expiry=body["request"]["expiry"] - 1)
+    assert code_of(stack.ask(1, other)) == (409, "nonce_reused")
+    assert code_of(stack.ask(2, other)) == (409, "nonce_reused")
 
 
-def test_replay_of_a_refused_request_is_still_a_replay(stack: Stack) -> None:
+def test_a_refused_request_is_judged_again_its_nonce_stays_spent(stack: Stack) -> None:
     listing = stack.listing(auto_approve=False)
     stack.publish(listing)
     debit_id = stack.debit(listing)
     stack.sync()
-    body = stack.body(debit_id, 1)
+    nonce = os.urandom(32)
+    body = stack.body(debit_id, 1, nonce=nonce)
     assert code_of(stack.ask(1, body)) == (403, "not_entitled")
     stack.market.consent(stack.owner, debit_id)
     stack.sync()
-    assert code_of(stack.ask(1, body)) == (409, "nonce_reused")
-    assert stack.ask(1, stack.body(debit_id, 1)).status_code == 200
+    assert stack.ask(1, body).status_code == 200  # the buyer's own, still valid request
+    other = stack.body(debit_id, 1, nonce=nonce, expiry=body["request"]["expiry"] - 1)
+    assert code_of(stack.ask(1, other)) == (409, "nonce_reused")
 
 
 # ---------------------------------------------------------------- unknown ids

@@ -3,8 +3,11 @@ tests/integration/gateway/test_reorg.py runs the same on anvil."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from tests.gateway.conftest import Stack, code_of
 
 
@@ -29,3 +32,51 @@ def test_reorged_consent_is_never_served(stack: Stack, blocks_after: int) -> Non
         assert service.state.releases_after(0) == []
         cursor = service.state.cursor()
         assert cursor is not None and cursor.block_number == stack.market.w3.eth.block_number
+
+
+def reorg_gives_the_debit_to_another_buyer(stack: Stack, blocks_after: int) -> None:
+    """Buyer X's debit N is indexed; the chain reorganises and on the new branch buyer Y
+    gets id N; X asks before any watcher noticed.
+
+    Failed before the hardening: the node took the buyer from its index and asked only
+    `isEntitled(N, version)` (true: Y's debit is active), so X received every node's share
+    of a debit it does not have, and Y, who paid, was refused for ever (releases were
+    unique per (debit, version)). Now a first release confirms the debit's buyer and
+    listing at the confirmed head, and that the indexed log's block is still canonical;
+    releases are keyed by (debit, version, buyer key).
+    """
+    listing = stack.listing(auto_approve=True)
+    published = stack.publish(listing)
+    stack.sync()
+    snapshot = stack.dev.snapshot()
+    debit_x = stack.debit(listing)
+    stack.sync()
+    assert all(s.state.debit(debit_x).buyer == stack.buyer.address  # type: ignore[union-attr]
+               for s in stack.services.values())
+    stack.dev.revert(snapshot)
+    debit_y = stack.debit(listing, buyer=stack.stranger)
+    assert debit_y == debit_x
+    stack.dev.mine(blocks_after)
+
+    for node, service in stack.services.items():
+        status, code = code_of(stack.ask(node, stack.body(debit_x, published.version)))
+        assert (status, code) in {(403, "wrong_signer"), (403, "not_entitled")}
+        assert service.state.releases_after(0) == []
+
+    y_secret = BuyerSecretKey.from_account(stack.stranger, stack.domain)
+    fetched = stack.key_client().fetch(
+        stack.stranger, y_secret, debit_y, published.ctx, published.capsule
+    )
+    assert fetched.data_key == published.data_key
+    key_hash = hashlib.sha256(y_secret.public_key().key).digest()
+    for service in stack.services.values():
+        released = service.state.releases_after(0)
+        assert [(r.debit_id, r.buyer, r.buyer_key_hash) for r in released] in (
+            [], [(debit_y, stack.stranger.address, key_hash)],
+        )
+    assert sum(len(s.state.releases_after(0)) for s in stack.services.values()) >= 2
+
+
+@pytest.mark.parametrize("blocks_after", [2, 0], ids=["longer", "same height"])
+def test_a_reorg_cannot_hand_a_debit_id_to_another_buyer(stack: Stack, blocks_after: int) -> None:
+    reorg_gives_the_debit_to_another_buyer(stack, blocks_after)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from marketplace.gateway.state import Cursor, GatewayState, IndexedDebit, Release
-from tests.gateway.state_backends import StateBackend
+from tests.gateway.state_backends import TEST_KEY_HASH, StateBackend, a_release
 
 REPLICAS = 4
 ROUNDS = 25
@@ -20,7 +20,7 @@ ROUNDS = 25
 
 def _release(debit_id: int, version: int) -> Callable[[int], Release]:
     def build(seq: int) -> Release:
-        return Release(seq, debit_id, version, 1, b"\x01" * 80, b"\x02" * 32, 7, b"\x03" * 65)
+        return a_release(seq, debit_id, version)
     return build
 
 
@@ -40,7 +40,9 @@ def _race(backend: StateBackend, work: Callable[[GatewayState, int], object]) ->
 
 def test_racing_appends_give_one_gap_free_log(state_backend: StateBackend) -> None:
     # every replica asks for the same (debit, version) pairs in the same order
-    answers = _race(state_backend, lambda s, i: s.append_release(i, 1, _release(i, 1)))
+    answers = _race(
+        state_backend, lambda s, i: s.append_release(i, 1, TEST_KEY_HASH, _release(i, 1))
+    )
     releases = state_backend.open("shared").releases_after(0)
     assert [r.seq for r in releases] == list(range(1, ROUNDS + 1))
     assert [r.debit_id for r in releases] == list(range(ROUNDS))
@@ -50,15 +52,18 @@ def test_racing_appends_give_one_gap_free_log(state_backend: StateBackend) -> No
 
 
 def test_racing_distinct_appends_are_all_kept(state_backend: StateBackend) -> None:
-    _race(state_backend, lambda s, i: s.append_release(i, id(s), _release(i, id(s))))
+    _race(state_backend, lambda s, i: s.append_release(i, id(s), TEST_KEY_HASH, _release(i, id(s))))
     releases = state_backend.open("shared").releases_after(0, limit=10_000)
     assert [r.seq for r in releases] == list(range(1, REPLICAS * ROUNDS + 1))
     assert len({(r.debit_id, r.version) for r in releases}) == REPLICAS * ROUNDS
 
 
 def test_a_raced_nonce_is_accepted_once(state_backend: StateBackend) -> None:
+    """Each replica carries the nonce in a request of its own (its own digest): one wins."""
     accepted = _race(
-        state_backend, lambda s, i: s.use_nonce("0xAbC", i.to_bytes(32, "big"), 2_000, 1_000)
+        state_backend, lambda s, i: s.use_nonce(
+            "0xAbC", i.to_bytes(32, "big"), 2_000, 1_000, id(s).to_bytes(32, "big")
+        )
     )
     assert accepted.count(True) == ROUNDS
     assert accepted.count(False) == (REPLICAS - 1) * ROUNDS

@@ -12,7 +12,7 @@ import pytest
 
 from marketplace.gateway.database import SqliteDatabase, StateStoreError
 from marketplace.gateway.state import NONCE_PRUNE_INTERVAL, GatewayState, Release
-from tests.gateway.state_backends import StateBackend
+from tests.gateway.state_backends import TEST_KEY_HASH, StateBackend, a_release
 
 
 def _synchronous(db: SqliteDatabase) -> int:
@@ -20,8 +20,12 @@ def _synchronous(db: SqliteDatabase) -> int:
     return int(row[0])
 
 
+#: Digests of two different requests.
+D1, D2 = b"\x11" * 32, b"\x22" * 32
+
+
 def _release(seq: int, debit_id: int = 1) -> Release:
-    return Release(seq, debit_id, 1, 1, b"\x01" * 80, b"\x02" * 32, 7, b"\x03" * 65)
+    return a_release(seq, debit_id)
 
 
 def test_release_appends_are_flushed_and_nothing_else_is(tmp_path: Path) -> None:
@@ -29,9 +33,9 @@ def test_release_appends_are_flushed_and_nothing_else_is(tmp_path: Path) -> None
     state = GatewayState(db)
     assert db.wal_sync is not None
     before = db.wal_sync.flushes
-    state.use_nonce("0xabc", b"\x01" * 32, 2_000, 1_000)  # NORMAL: survives a process crash
+    state.use_nonce("0xabc", b"\x01" * 32, 2_000, 1_000, D1)  # NORMAL: survives a process crash
     assert db.wal_sync.flushes == before
-    state.append_release(1, 1, _release)
+    state.append_release(1, 1, TEST_KEY_HASH, _release)
     assert db.wal_sync.flushes == before + 1  # the WAL was fsynced before the append returned
     assert _synchronous(db) == 1  # commits themselves stay NORMAL: the flush is separate
     assert [r.seq for r in state.releases_after(0)] == [1]
@@ -46,7 +50,7 @@ def test_a_failed_append_flushes_nothing_and_leaves_no_release(tmp_path: Path) -
         raise RuntimeError("signing failed")
 
     with pytest.raises(RuntimeError):
-        state.append_release(1, 1, build)
+        state.append_release(1, 1, TEST_KEY_HASH, build)
     assert db.wal_sync.flushes == 0
     assert state.releases_after(0) == []
 
@@ -73,7 +77,7 @@ def test_concurrent_appends_share_flushes_and_each_waits_for_one(
     returned_after: dict[int, int] = {}
 
     def append(debit_id: int) -> None:
-        state.append_release(debit_id, 1, lambda seq: _release(seq, debit_id))
+        state.append_release(debit_id, 1, TEST_KEY_HASH, lambda seq: _release(seq, debit_id))
         returned_after[debit_id] = len(covered)
 
     threads = [threading.Thread(target=append, args=(d,)) for d in range(1, 17)]
@@ -105,15 +109,16 @@ def test_a_failed_flush_is_a_state_error_and_the_next_append_retries_it(
 
     monkeypatch.setattr(sync, "_fsync", failing_once)
     with pytest.raises(StateStoreError):
-        state.append_release(1, 1, _release)  # committed, but not answered
-    again = state.append_release(1, 1, _release)  # the retry re-serves it, now durable
+        state.append_release(1, 1, TEST_KEY_HASH, _release)  # committed, but not answered
+    # the retry re-serves it, now durable
+    again = state.append_release(1, 1, TEST_KEY_HASH, _release)
     assert again.seq == 1 and len(calls) == 2 and sync._synced >= 1
 
 
 def test_in_memory_state_has_nothing_to_flush() -> None:
     db = SqliteDatabase(":memory:")
     assert db.wal_sync is None
-    GatewayState(db).append_release(1, 1, _release)
+    GatewayState(db).append_release(1, 1, TEST_KEY_HASH, _release)
 
 
 def _nonce_rows(state: GatewayState) -> int:
@@ -126,15 +131,16 @@ def _nonce_rows(state: GatewayState) -> int:
 def test_nonces_refused_while_valid_pruned_once_expired(state_backend: StateBackend) -> None:
     state = state_backend.open("nonces")
     now = 1_000
-    assert state.use_nonce("0xAbC", b"\x01" * 32, now + 5, now)
-    assert state.use_nonce("0xAbC", b"\x02" * 32, now + 500, now)
-    assert not state.use_nonce("0xabc", b"\x01" * 32, now + 5, now + 1)  # same signer
-    assert state.use_nonce("0xDef", b"\x01" * 32, now + 5, now + 1)  # another signer
+    assert state.use_nonce("0xAbC", b"\x01" * 32, now + 5, now, D1)
+    assert state.use_nonce("0xAbC", b"\x02" * 32, now + 500, now, D2)
+    assert not state.use_nonce("0xabc", b"\x01" * 32, now + 5, now + 1, D2)  # same signer
+    assert state.use_nonce("0xabc", b"\x01" * 32, now + 5, now + 1, D1)  # same request
+    assert state.use_nonce("0xDef", b"\x01" * 32, now + 5, now + 1, D2)  # another signer
 
     # expired, but within the prune interval: still stored, and harmless (an expired
     # request is refused before its nonce is looked at)
     assert _nonce_rows(state) == 3
     later = now + NONCE_PRUNE_INTERVAL
-    assert state.use_nonce("0xAbC", b"\x03" * 32, later + 5, later)
+    assert state.use_nonce("0xAbC", b"\x03" * 32, later + 5, later, D1)
     assert _nonce_rows(state) == 2  # the two that expired at now + 5 are gone
-    assert not state.use_nonce("0xAbC", b"\x02" * 32, now + 500, later)  # still valid
+    assert not state.use_nonce("0xAbC", b"\x02" * 32, now + 500, later, D1)  # still valid

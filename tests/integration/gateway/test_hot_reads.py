@@ -31,7 +31,9 @@ def test_reads_match_web3(anvil_url: str) -> None:
         assert reads.block_hash(number) == watcher.block_hash(number)
     assert reads.block_hash(head + 1000) is None
 
-    answers = {debit: reads.is_entitled(debit, 1, head) for debit in (entitled, waiting)}
+    head_hash, before = reads.block_hash(head), reads.block_hash(head - 1)
+    assert head_hash is not None and before is not None
+    answers = {debit: reads.is_entitled(debit, 1, head_hash) for debit in (entitled, waiting)}
     assert answers == {entitled: True, waiting: False}  # the second awaits consent
     for debit, answer in answers.items():
         assert market.is_entitled(debit, 1, block=head) is answer
@@ -39,9 +41,18 @@ def test_reads_match_web3(anvil_url: str) -> None:
     with pytest.raises(UnknownDebit):
         market.is_entitled(waiting, 1, block=head - 1)
     with pytest.raises(UnknownDebit):
-        reads.is_entitled(waiting, 1, head - 1)
+        reads.is_entitled(waiting, 1, before)
     with pytest.raises(UnknownVersion):
-        reads.is_entitled(entitled, 2, head)
+        reads.is_entitled(entitled, 2, head_hash)
+
+    # getDebit's listing and buyer, and debitCount, as web3 reads them
+    for debit in (entitled, waiting):
+        on_chain = market.debit(debit, block=head)
+        listing_id, buyer = reads.debit_owner(debit, head_hash)
+        assert (listing_id, buyer.lower()) == (on_chain.listing_id, on_chain.buyer.lower())
+    with pytest.raises(UnknownDebit):
+        reads.debit_owner(waiting, before)
+    assert reads.debit_count() == market.debit_count() == waiting
 
 
 def test_embedded_chain_has_no_bare_reads() -> None:
@@ -57,4 +68,4 @@ def test_a_chain_that_goes_away_is_unavailable() -> None:
     with pytest.raises(ChainUnavailable):
         reads.block_number()
     with pytest.raises(ChainUnavailable):
-        reads.is_entitled(1, 1, 1)
+        reads.is_entitled(1, 1, "0x" + "00" * 32)

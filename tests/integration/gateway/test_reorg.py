@@ -7,13 +7,18 @@ blocks (index rows, processed logs, prepared shares) and must never serve the re
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from marketplace.chain.errors import ChainError
 from marketplace.chain.provider import connect
+from marketplace.eip712 import KeyRequest, sign
 from tests.gateway.conftest import Stack, build_stack, code_of
+from tests.gateway.test_reorg_embedded import reorg_gives_the_debit_to_another_buyer
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +37,11 @@ def deep(anvil_url: str) -> Iterator[Stack]:
     yield built
     for client in built.clients.values():
         client.close()
+
+
+def _request(stack: Stack, debit_id: int) -> tuple[KeyRequest, bytes]:
+    request = KeyRequest(debit_id, 1, int(time.time()) + 60, os.urandom(32))
+    return request, sign(stack.buyer, stack.domain, request)
 
 
 def _processed(stack: Stack, node: int) -> set[tuple[Any, ...]]:
@@ -123,3 +133,36 @@ def test_consent_is_acted_on_only_two_blocks_deep(deep: Stack) -> None:
         assert service.state.prepared(debit_id, 1) is not None
     answer = stack.ask(1, stack.body(debit_id, 1)).json()
     assert answer["receipt"]["block"] == consent.block_number
+
+
+@pytest.mark.parametrize("blocks_after", [2, 0], ids=["longer", "same height"])
+def test_a_reorg_cannot_hand_a_debit_id_to_another_buyer(stack: Stack, blocks_after: int) -> None:
+    """On anvil the node reads getDebit, isEntitled and block hashes over bare JSON-RPC
+    (EIP-1898 calls by block hash): the same attack as on the embedded chain."""
+    reorg_gives_the_debit_to_another_buyer(stack, blocks_after)
+
+
+def test_entitlement_is_asked_by_block_hash_not_number(stack: Stack) -> None:
+    """A same-height reorg racing a request: the node read its confirmed head (block n of
+    branch B, where the debit awaits consent), then the chain switched to branch A (block n
+    with the consent). Asked by number, `isEntitled` answered A's True and the node
+    remembered it for B's head (the failure before the hardening, shown below by the
+    by-number call). Asked by hash (EIP-1898), the answer is B's or an error, never A's."""
+    listing = stack.listing(auto_approve=False)
+    stack.publish(listing)
+    debit_id = stack.debit(listing)
+    stack.sync()
+    releaser = stack.services[1].releaser
+    snapshot = stack.dev.snapshot()
+    stack.dev.mine(1)  # branch B: block n without the consent
+    head = releaser.head()
+    stack.dev.revert(snapshot)
+    stack.market.consent(stack.owner, debit_id)  # branch A: block n with it
+    assert stack.market.w3.eth.block_number == head.number
+    assert stack.market.is_entitled(debit_id, 1, block=head.number)  # what "by number" sees
+    try:
+        answer = releaser.entitled(debit_id, 1, head)
+    except ChainError:
+        answer = None  # block B is gone: the node fails closed and remembers nothing
+    assert answer is not True
+    assert releaser.handle_from_memory(*_request(stack, debit_id)) is None
