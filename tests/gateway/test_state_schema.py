@@ -25,7 +25,7 @@ def test_state_from_before_the_schema_version_is_refused(tmp_path: Path) -> None
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE cursor (id INTEGER PRIMARY KEY, block_number BIGINT, "
                      "block_hash TEXT)")
-    with pytest.raises(StateStoreError, match="schema 1.*new state database"):
+    with pytest.raises(StateStoreError, match=r"schema 1\b.*new state database"):
         GatewayState(SqliteDatabase(path))
 
 
