@@ -20,7 +20,7 @@ from marketplace.audit.release_log import (
     ReleaseLogSource,
     fetch_log,
 )
-from marketplace.audit.releases import MAX_PENDING_AGE, check_releases
+from marketplace.audit.releases import MAX_LAG, MAX_PENDING_AGE, check_releases
 from marketplace.audit.report import AuditReport, CheckRun
 from marketplace.audit.transitions import check_transitions
 from marketplace.chain.events import ReleasesAnchored
@@ -32,6 +32,11 @@ from storage.stores.base import ContentStore
 log = logging.getLogger(__name__)
 
 NODES = "nodes reachable"
+
+#: Default number of a node's log entries read beyond what it anchored on-chain (its
+#: pending tail): a node that anchors in batches of a few hundred never comes near it, and a
+#: node serving an endless log costs the audit this many entries, not for ever.
+MAX_TAIL = 10_000
 
 
 class Auditor:
@@ -47,9 +52,12 @@ class Auditor:
         max_block_range: int = 500,
         max_pending_age: int = MAX_PENDING_AGE,
         page_size: int = PAGE_SIZE,
+        max_lag: int = MAX_LAG,
+        max_tail: int = MAX_TAIL,
     ) -> None:
-        if from_block < 0 or max_block_range < 1 or max_pending_age < 0:
-            raise ValueError("from_block and max_pending_age must be >= 0, max_block_range >= 1")
+        if min(from_block, max_pending_age, max_lag, max_tail) < 0 or max_block_range < 1:
+            raise ValueError("from_block, max_pending_age, max_lag and max_tail must be >= 0, "
+                             "max_block_range >= 1")
         self.market = market
         self.store = store
         self.logs = logs
@@ -57,6 +65,8 @@ class Auditor:
         self.max_block_range = max_block_range
         self.max_pending_age = max_pending_age
         self.page_size = page_size
+        self.max_lag = max_lag
+        self.max_tail = max_tail
 
     def run(self, head: int | None = None) -> AuditReport:
         """Audit everything up to block `head` (default: the latest block)."""
@@ -74,9 +84,12 @@ class Auditor:
             check_transitions(history, chain),
             check_content(history, chain, self.store, self.market.address, self.market.chain_id),
         ]
-        nodes, logs = self._fetch_logs(committee)
+        nodes, logs = self._fetch_logs(committee, history)
+        # releases made while the logs were read are dated after `head`, not after this
+        latest = self.market.events().confirmed_head()
         release_runs = check_releases(
-            history, chain, committee, domain, logs, max_pending_age=self.max_pending_age
+            history, chain, committee, domain, logs, max_pending_age=self.max_pending_age,
+            max_lag=self.max_lag, latest=latest,
         )
         runs += [nodes, *release_runs.all()]
         _check_foreign_anchors(history, committee, nodes)
@@ -84,9 +97,14 @@ class Auditor:
         return AuditReport.from_runs(head, self.market.chain_id, self.market.address, runs,
                                      seconds)
 
-    def _fetch_logs(self, committee: Committee) -> tuple[CheckRun, dict[int, list[LoggedRelease]]]:
+    def _fetch_logs(
+        self, committee: Committee, history: MarketHistory
+    ) -> tuple[CheckRun, dict[int, list[LoggedRelease]]]:
+        """Each node's log up to what it anchored (at most one release per (debit, version)
+        on chain) plus `max_tail` pending entries; a longer log is cut, with a warning."""
         run = CheckRun(NODES)
         logs: dict[int, list[LoggedRelease]] = {}
+        bound = history.release_bound()
         for node in range(1, committee.size + 1):
             source = self.logs.get(node)
             if source is None:
@@ -94,14 +112,24 @@ class Auditor:
                               node=node)
                 run.count(False)
                 continue
+            anchored = history.anchored_count(committee.nodes[node - 1])
+            if anchored > bound:
+                run.violation("anchored_too_many", f"node {node} anchored {anchored} releases; "
+                              f"the chain's debits and versions allow at most {bound}",
+                              node=node)
+            limit = min(anchored, bound) + self.max_tail
             try:
-                logs[node] = fetch_log(source, page_size=self.page_size)
+                fetched = fetch_log(source, page_size=self.page_size, max_entries=limit)
             except ReleaseLogError as e:
-                kind = "log_malformed" if isinstance(e, ValueError) else "node_unreachable"
-                run.violation(kind, str(e), node=node)
+                run.violation(e.kind, str(e), node=node)
                 run.count(False)
                 continue
-            run.count(True)
+            if fetched.cut:
+                run.warning("log_cut", f"node {node}: read {limit} entries ({min(anchored, bound)} "
+                            f"anchored + a pending tail of {self.max_tail}); the log goes on and "
+                            "the rest was not checked", node=node)
+            logs[node] = fetched.entries
+            run.count(anchored <= bound)
         return run, logs
 
 

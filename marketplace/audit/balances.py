@@ -4,8 +4,10 @@ Every debit's payment is the listing's price times its periods; claims and revoc
 credit exactly what accrued linearly over the term at their block's timestamp; rejections
 and cancellations refund everything; a withdrawal pays out the whole credited balance.
 At the audited block: each account's credited balance and each debit's amount and settled
-part match the contract's views, and the ether held equals both Σ credited balances +
-Σ (amount - settled) and Σ paid in - Σ paid out.
+part match the contract's views, and Σ credited balances + Σ (amount - settled) equals
+Σ paid in - Σ paid out; the ether held must cover it. Held above it is a warning, not a
+violation: anyone can force ether into any contract (`SELFDESTRUCT`, a block reward), and
+no one can take out what is not credited; held below it means ether is missing.
 """
 
 from __future__ import annotations
@@ -149,14 +151,17 @@ def check_balances(history: MarketHistory, chain: ChainView) -> CheckRun:
     _compare_debits(replay, chain, run)
     held = chain.contract_balance()
     credited = sum(ledger.credited.values())
-    holds = held == credited + ledger.unsettled == ledger.paid_in - ledger.paid_out
+    owed = credited + ledger.unsettled
+    holds = owed == ledger.paid_in - ledger.paid_out and held >= owed
+    sums = (f"the market holds {held} wei; credited {credited} + unsettled escrow "
+            f"{ledger.unsettled} = {owed}; paid in {ledger.paid_in} - paid out "
+            f"{ledger.paid_out} = {ledger.paid_in - ledger.paid_out}")
     if not holds:
-        run.violation(
-            "balance_invariant",
-            f"the market holds {held} wei; credited {credited} + unsettled escrow "
-            f"{ledger.unsettled} = {credited + ledger.unsettled}; paid in {ledger.paid_in} "
-            f"- paid out {ledger.paid_out} = {ledger.paid_in - ledger.paid_out}",
-        )
+        run.violation("balance_invariant", sums)
+    elif held > owed:
+        run.warning("balance_surplus", f"{held - owed} wei more than the market owes (ether "
+                    f"forced in, e.g. by SELFDESTRUCT; nobody can withdraw it): {sums}",
+                    surplus=held - owed)
     run.count(holds)
     return run
 

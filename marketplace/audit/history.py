@@ -91,6 +91,18 @@ class MarketHistory:
             else:
                 debit.later.append(event)
 
+    def anchored_count(self, node: str) -> int:
+        """How many log entries a node's anchors cover in all."""
+        return sum(a.count for a in self.anchors.get(node.lower(), []))
+
+    def release_bound(self) -> int:
+        """How many releases a node can have made by `head`: one per (debit, version of its
+        listing); each costs a transaction, so a node's claims beyond it are not believed."""
+        versions: dict[int, int] = {}
+        for listing_id, _ in self.versions:
+            versions[listing_id] = versions.get(listing_id, 0) + 1
+        return sum(versions.get(d.requested.listing_id, 0) for d in self.debits.values())
+
     def anchors_of(self, node: str) -> list[ReleasesAnchored]:
         """A node's anchors in the order the contract numbered them."""
         return sorted(self.anchors.get(node.lower(), []), key=lambda a: a.seq)

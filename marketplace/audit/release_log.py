@@ -3,46 +3,88 @@
 `ReleaseLogSource` is what the auditor reads; `HttpReleaseLog` reads it over any
 `httpx.Client`: a real node's URL, or an in-process `fastapi.testclient.TestClient`
 (itself an httpx client) as `LocalNetwork` reaches its gateways. Nothing a node says is
-trusted: the entries are checked against the chain afterwards; here they are only parsed.
+trusted: the entries are checked against the chain afterwards; here they are only parsed,
+and what a node may cost the auditor is bounded: bytes per page (counted on the wire,
+never after decompression), seconds per page, and entries per log (`fetch_log`).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
-from marketplace.eip712 import MalformedSignature, ReleaseReceipt, signature_from_hex
+from marketplace.eip712 import KeyRequest, MalformedSignature, ReleaseReceipt, signature_from_hex
 from marketplace.errors import MarketplaceError
 
 #: Entries per request: the gateway's maximum `limit`.
 PAGE_SIZE = 1000
 
+#: Raw bytes one page may take. An entry with the hardening fields (receipt, request, two
+#: signatures) is about 1.1 KiB as the gateway writes it and at most ~1.4 KiB with every
+#: integer at its type's maximum, so 1000 entries stay under 1.5 MiB; the rest is room for
+#: the page's `anchors` list.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+
+#: Seconds one page may take in all (httpx's own timeout bounds each read, not the sum, so
+#: a node trickling a byte at a time would otherwise hold the audit for ever).
+PAGE_DEADLINE = 30.0
+
+#: `LoggedRelease.request_problem` of an entry that carries no request at all.
+REQUEST_MISSING = "missing"
+
 
 class ReleaseLogError(MarketplaceError):
-    """A node's release log could not be read."""
+    """A node's release log could not be read; `kind` is the audit finding it becomes."""
+
+    kind = "node_unreachable"
 
 
 class NodeUnreachable(ReleaseLogError):
     def __init__(self, node: int, reason: str) -> None:
         self.node = node
+        self.reason = reason
         super().__init__(f"node {node} unreachable: {reason}")
 
 
 class MalformedReleaseLog(ReleaseLogError, ValueError):
+    kind = "log_malformed"
+
     def __init__(self, node: int, reason: str) -> None:
         self.node = node
+        self.reason = reason
         super().__init__(f"node {node} served a malformed release log: {reason}")
+
+
+class OversizedReleasePage(MalformedReleaseLog):
+    """A page larger than the auditor reads (counted in raw bytes, as they arrived)."""
+
+    kind = "log_oversized"
+
+    def __init__(self, node: int, limit: int) -> None:
+        self.limit = limit
+        super().__init__(node, f"a page of more than {limit} bytes")
 
 
 @dataclass(frozen=True, slots=True)
 class LoggedRelease:
-    """One log entry: its sequence number, receipt and signature (empty if not 65 bytes)."""
+    """One log entry: its sequence number, the receipt and its signature (empty if not
+    65 bytes), and the buyer-signed `KeyRequest` that caused the release.
+
+    `request` is None when the node logged none or an unreadable one; `request_problem`
+    then says which (`REQUEST_MISSING` or the parse error), for the checks to report.
+    """
 
     seq: int
     receipt: ReleaseReceipt
     signature: bytes
+    request: KeyRequest | None = None
+    request_signature: bytes = b""
+    request_problem: str = REQUEST_MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,35 +103,86 @@ class ReleaseLogSource(Protocol):
 
 
 class HttpReleaseLog:
-    """A node's log over HTTP; `client` carries the node's base URL."""
+    """A node's log over HTTP; `client` carries the node's base URL.
 
-    def __init__(self, node: int, client: httpx.Client) -> None:
+    The answer is read as raw bytes (`Accept-Encoding: identity`; a content-encoded answer
+    is refused unread, so a small gzip bomb costs nothing) up to `max_page_bytes`, within
+    `page_deadline` seconds.
+    """
+
+    def __init__(
+        self,
+        node: int,
+        client: httpx.Client,
+        *,
+        max_page_bytes: int = MAX_PAGE_BYTES,
+        page_deadline: float = PAGE_DEADLINE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_page_bytes < 1 or page_deadline <= 0:
+            raise ValueError("max_page_bytes and page_deadline must be positive")
         self.node = node
         self.client = client
+        self.max_page_bytes = max_page_bytes
+        self.page_deadline = page_deadline
+        self.clock = clock
 
     @classmethod
     def connect(cls, node: int, url: str, *, timeout: float = 10.0) -> HttpReleaseLog:
-        return cls(node, httpx.Client(base_url=url, timeout=timeout))
+        """A source for `url`; `timeout` bounds each read and each whole page."""
+        return cls(node, httpx.Client(base_url=url, timeout=timeout), page_deadline=timeout)
 
     def close(self) -> None:
         self.client.close()
 
     def page(self, after: int, limit: int) -> ReleasePage:
+        raw = self._read(after, limit)
         try:
-            response = self.client.get("/v1/releases", params={"after": after, "limit": limit})
-        except httpx.HTTPError as e:
-            raise NodeUnreachable(self.node, type(e).__name__) from e
-        if response.status_code != 200:
-            raise NodeUnreachable(self.node, f"HTTP {response.status_code}")
-        try:
-            body = response.json()
+            body = json.loads(raw)
         except (ValueError, RecursionError) as e:  # a hostile node may nest deeply
             raise MalformedReleaseLog(self.node, "not JSON") from e
         return parse_page(self.node, body)
 
+    def _read(self, after: int, limit: int) -> bytes:
+        deadline = self.clock() + self.page_deadline
+        body = bytearray()
+        try:
+            with self.client.stream(
+                "GET", "/v1/releases", params={"after": after, "limit": limit},
+                headers={"Accept-Encoding": "identity"},
+            ) as response:
+                if response.status_code != 200:
+                    raise NodeUnreachable(self.node, f"HTTP {response.status_code}")
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise MalformedReleaseLog(
+                        self.node, f"a {encoding[:20]!r}-encoded answer to a request that "
+                        "accepts only identity (refused unread)",
+                    )
+                if _declared_length(response) > self.max_page_bytes:
+                    raise OversizedReleasePage(self.node, self.max_page_bytes)
+                for chunk in response.iter_raw():
+                    body += chunk
+                    if len(body) > self.max_page_bytes:
+                        raise OversizedReleasePage(self.node, self.max_page_bytes)
+                    if self.clock() > deadline:
+                        raise NodeUnreachable(
+                            self.node, f"no complete page within {self.page_deadline:g} s"
+                        )
+        except httpx.HTTPError as e:
+            raise NodeUnreachable(self.node, type(e).__name__) from e
+        return bytes(body)
+
+
+def _declared_length(response: httpx.Response) -> int:
+    try:
+        return int(response.headers.get("content-length", "0"))
+    except ValueError:
+        return 0
+
 
 def parse_page(node: int, body: Any) -> ReleasePage:
-    """Read one `GET /v1/releases` answer (DESIGN §5 wire format)."""
+    """Read one `GET /v1/releases` answer (docs/protocol.md wire format)."""
     if not isinstance(body, dict) or not isinstance(body.get("releases"), list):
         raise MalformedReleaseLog(node, "no `releases` list")
     entries = []
@@ -103,23 +196,63 @@ def parse_page(node: int, body: Any) -> ReleasePage:
             receipt = ReleaseReceipt.from_message(receipt_json)
         except ValueError as e:
             raise MalformedReleaseLog(node, f"entry {raw['seq']}: {e}") from e
-        try:
-            signature = signature_from_hex(raw.get("receiptSignature"))  # type: ignore[arg-type]
-        except MalformedSignature:
-            signature = b""
-        entries.append(LoggedRelease(raw["seq"], receipt, signature))
+        entries.append(LoggedRelease(raw["seq"], receipt, _signature(raw.get("receiptSignature")),
+                                     *_request(raw)))
     return ReleasePage(node, str(body.get("address", "")), tuple(entries))
 
 
-def fetch_log(source: ReleaseLogSource, *, page_size: int = PAGE_SIZE) -> list[LoggedRelease]:
-    """Every entry of a node's log, page by page."""
+def _signature(value: object) -> bytes:
+    try:
+        return signature_from_hex(value)  # type: ignore[arg-type]
+    except MalformedSignature:
+        return b""
+
+
+def _request(raw: dict[str, Any]) -> tuple[KeyRequest | None, bytes, str]:
+    """(request, its signature, problem): a missing or unreadable request is recorded for
+    the checks to report, never a reason to drop the node's whole log."""
+    message, signature = raw.get("request"), raw.get("requestSignature")
+    if message is None and signature is None:
+        return None, b"", REQUEST_MISSING
+    if not isinstance(message, dict):
+        return None, b"", "the request is not an object"
+    try:
+        request = KeyRequest.from_message(message)
+        return request, signature_from_hex(signature), ""  # type: ignore[arg-type]
+    except ValueError as e:
+        return None, b"", str(e)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedLog:
+    """The entries read from one node, and whether it had more than the auditor reads."""
+
+    entries: list[LoggedRelease]
+    cut: bool = False
+
+
+def fetch_log(
+    source: ReleaseLogSource, *, page_size: int = PAGE_SIZE, max_entries: int | None = None
+) -> FetchedLog:
+    """A node's log page by page, at most `max_entries` entries (`cut` if it had more: one
+    entry beyond the bound is asked for, so a log of exactly `max_entries` is not cut)."""
+    if page_size < 1 or (max_entries is not None and max_entries < 0):
+        raise ValueError("page_size must be >= 1 and max_entries >= 0")
     entries: list[LoggedRelease] = []
     after = 0
     while True:
-        page = source.page(after, page_size)
+        want = page_size
+        if max_entries is not None:
+            want = min(page_size, max_entries + 1 - len(entries))
+        page = source.page(after, want)
+        if len(page.releases) > want:
+            raise MalformedReleaseLog(page.node, f"{len(page.releases)} entries for a page "
+                                      f"of at most {want}")
         entries.extend(page.releases)
-        if len(page.releases) < page_size:
-            return entries
+        if max_entries is not None and len(entries) > max_entries:
+            return FetchedLog(entries[:max_entries], cut=True)
+        if len(page.releases) < want:
+            return FetchedLog(entries)
         if page.releases[-1].seq <= after:
             raise MalformedReleaseLog(page.node, "sequence numbers do not increase")
         after = page.releases[-1].seq

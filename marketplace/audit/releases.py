@@ -1,34 +1,61 @@
 """Check 4: every release a node logged was signed by that committee node, sits inside the
-Merkle roots it anchored on-chain (in order), and went to a debit that was consented and
-entitled at the receipt's block.
+Merkle roots it anchored on-chain (in order), went to a debit that was consented and
+entitled at the receipt's block, and was asked for by that debit's buyer.
 
 Anchors are `ReleasesAnchored(node, seq, root, count)` events: anchor k covers the node's
 next `count` log entries, so the auditor rebuilds each root from the log and compares.
 An entry beyond the anchored prefix is *pending* (a warning) until it is older than
 `max_pending_age` blocks, then a violation: a node that never anchors hides nothing
 for long. Entitlement is the contract's own `isEntitled`, asked at the receipt's block.
+
+The receipt's block is the node's word, so it is pinned from both sides: an anchored
+entry cannot be dated after the block that anchored it, an unanchored one not after the
+chain's head, and the buyer-signed `KeyRequest` logged with it must be the debit buyer's,
+name the same debit, version and digest, and have been live at that block (a gateway takes
+a request only while now < expiry <= now + 600 s and releases at its confirmed head, at
+most `max_lag` seconds behind): a release dated before a revoke for a request signed after
+it is a violation.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from marketplace.audit.chain_view import ChainView
 from marketplace.audit.history import MarketHistory
-from marketplace.audit.release_log import LoggedRelease
+from marketplace.audit.release_log import REQUEST_MISSING, LoggedRelease
 from marketplace.audit.report import CheckRun
 from marketplace.chain.errors import ContractRevert
 from marketplace.chain.types import Committee
-from marketplace.eip712 import Eip712Domain, MalformedSignature, digest, recover_signer
+from marketplace.eip712 import (
+    Eip712Domain,
+    KeyRequest,
+    MalformedSignature,
+    digest,
+    recover_signer,
+)
 from marketplace.merkle import merkle_root
 
 SIGNATURES = "release signatures"
 ANCHORING = "release anchoring"
 ENTITLEMENT = "release entitlement"
+REQUESTS = "release requests"
 
 #: Default age (in blocks) after which an unanchored release is a violation.
 MAX_PENDING_AGE = 256
+
+#: How far ahead of a gateway's clock a request's expiry may be (DESIGN §5: 10 minutes).
+REQUEST_WINDOW = 600
+
+#: Default seconds a gateway's confirmed head may trail its clock when it releases (the
+#: confirmations' worth of blocks plus the time since the latest one): 12 confirmations of
+#: 12 s blocks are 144 s, so 600 s leaves room for missed slots and slow L2 blocks.
+MAX_LAG = 600
+
+#: The only committee epoch so far: the committee fixed at deployment (DESIGN §9 adds more).
+EPOCH = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +63,10 @@ class ReleaseRuns:
     signatures: CheckRun
     anchoring: CheckRun
     entitlement: CheckRun
+    requests: CheckRun
 
     def all(self) -> list[CheckRun]:
-        return [self.signatures, self.anchoring, self.entitlement]
+        return [self.signatures, self.anchoring, self.entitlement, self.requests]
 
 
 class ReleaseChecker:
@@ -52,37 +80,47 @@ class ReleaseChecker:
         domain: Eip712Domain,
         *,
         max_pending_age: int = MAX_PENDING_AGE,
+        max_lag: int = MAX_LAG,
+        latest: int | None = None,
     ) -> None:
+        """`latest`: the chain's head once the logs were read (default: the audited head); a
+        release made during the audit is dated after `history.head` but not after it."""
         self.history = history
         self.chain = chain
         self.committee = committee
         self.domain = domain
         self.max_pending_age = max_pending_age
-        self.runs = ReleaseRuns(CheckRun(SIGNATURES), CheckRun(ANCHORING), CheckRun(ENTITLEMENT))
+        self.max_lag = max_lag
+        self.latest = max(history.head, history.head if latest is None else latest)
+        self.runs = ReleaseRuns(CheckRun(SIGNATURES), CheckRun(ANCHORING), CheckRun(ENTITLEMENT),
+                                CheckRun(REQUESTS))
         self._entitled: dict[tuple[int, int, int], bool] = {}
 
     def check_node(self, node: int, log: list[LoggedRelease]) -> None:
         self._check_sequence(node, log)
         for entry in log:
             self._check_signature(node, entry)
-        anchored = self._check_anchors(node, log)
+        self._check_anchors(node, log)
         for entry in log:
-            self._check_entitlement(node, entry, anchored)
+            if self._check_entitlement(node, entry):
+                self._check_request(node, entry)
 
     # ------------------------------------------------------------ log shape and signatures
 
     def _check_sequence(self, node: int, log: list[LoggedRelease]) -> None:
         run = self.runs.signatures
-        seen: set[tuple[int, int]] = set()
+        seen: set[tuple[int, int, bytes]] = set()
         for position, entry in enumerate(log, start=1):
             if entry.seq != position:
                 run.violation("log_malformed", f"node {node}: entry {position} has seq "
                               f"{entry.seq} (a gap or reordering)", node=node, seq=entry.seq)
-            pair = (entry.receipt.debit_id, entry.receipt.version)
-            if pair in seen:
-                run.violation("log_malformed", f"node {node}: debit {pair[0]} version "
-                              f"{pair[1]} released twice", node=node, seq=entry.seq)
-            seen.add(pair)
+            receipt = entry.receipt
+            release = (receipt.debit_id, receipt.version, receipt.buyer_key_hash)
+            if release in seen:
+                run.violation("log_malformed", f"node {node}: debit {receipt.debit_id} version "
+                              f"{receipt.version} released twice to the same buyer key",
+                              node=node, seq=entry.seq)
+            seen.add(release)
 
     def _check_signature(self, node: int, entry: LoggedRelease) -> None:
         run = self.runs.signatures
@@ -109,8 +147,9 @@ class ReleaseChecker:
 
     # ------------------------------------------------------------ anchors
 
-    def _check_anchors(self, node: int, log: list[LoggedRelease]) -> int:
-        """Compare every on-chain root with the log; returns how many entries are anchored."""
+    def _check_anchors(self, node: int, log: list[LoggedRelease]) -> None:
+        """Compare every on-chain root with the log, and each anchored entry's date with
+        its anchor's block; then judge the unanchored rest by age."""
         run = self.runs.anchoring
         address = self.committee.nodes[node - 1]
         leaves = [digest(self.domain, e.receipt) for e in log]
@@ -129,12 +168,14 @@ class ReleaseChecker:
                 for _ in batch:
                     run.count(False)
             else:
-                for _ in batch:
-                    run.count(True)
+                for entry in log[first:first + anchor.count]:
+                    run.count(self._dated_by_anchor(node, entry, anchor.ref.block_number))
             first += anchor.count
         for entry in log[first:]:
             age = self.history.head - entry.receipt.block
             ids = {"node": node, "seq": entry.seq, "debitId": entry.receipt.debit_id}
+            if entry.receipt.block > self.history.head:
+                continue  # dated after the audited block: the entitlement check judges it
             if age > self.max_pending_age:
                 run.violation("unanchored", f"node {node} seq {entry.seq}: not anchored "
                               f"{age} blocks after its release", **ids)
@@ -142,11 +183,23 @@ class ReleaseChecker:
             else:
                 run.warning("pending", f"node {node} seq {entry.seq}: not anchored yet", **ids)
                 run.pending += 1
-        return min(first, len(log))
+
+    def _dated_by_anchor(self, node: int, entry: LoggedRelease, anchor_block: int) -> bool:
+        """An anchored receipt cannot be dated after the block that anchored it."""
+        if entry.receipt.block <= anchor_block:
+            return True
+        self.runs.anchoring.violation(
+            "dated_after_anchor", f"node {node} seq {entry.seq}: receipt dated block "
+            f"{entry.receipt.block}, after its anchor at block {anchor_block}",
+            node=node, seq=entry.seq, debitId=entry.receipt.debit_id, block=entry.receipt.block,
+        )
+        return False
 
     # ------------------------------------------------------------ entitlement
 
-    def _check_entitlement(self, node: int, entry: LoggedRelease, anchored: int) -> None:
+    def _check_entitlement(self, node: int, entry: LoggedRelease) -> bool:
+        """Whether the debit was consented and entitled at the receipt's block; False also
+        for a receipt dated after the audited block (a violation after the chain's head)."""
         run = self.runs.entitlement
         receipt = entry.receipt
         ids: dict[str, int | str] = {
@@ -154,11 +207,16 @@ class ReleaseChecker:
             "version": receipt.version, "block": receipt.block,
         }
         where = f"node {node} seq {entry.seq} (debit {receipt.debit_id} v{receipt.version})"
+        if receipt.block > self.latest:
+            run.violation("dated_after_head", f"{where}: dated block {receipt.block}, after the "
+                          f"chain's head ({self.latest}) when the log was read", **ids)
+            run.count(False)
+            return False
         if receipt.block > self.history.head:
-            run.warning("after_head", f"{where}: released at block {receipt.block}, after the "
-                        "audited block", **ids)
+            run.warning("after_head", f"{where}: released at block {receipt.block}, during the "
+                        "audit (after the audited block); the next audit checks it", **ids)
             run.pending += 1
-            return
+            return False
         debit = self.history.debits.get(receipt.debit_id)
         active_since = debit.active_since if debit else None
         ok = True
@@ -171,6 +229,69 @@ class ReleaseChecker:
             run.violation("not_entitled", f"{where}: isEntitled was false at block "
                           f"{receipt.block}", **ids)
         run.count(ok)
+        return True
+
+    # ------------------------------------------------------------ the buyer's request
+
+    def _check_request(self, node: int, entry: LoggedRelease) -> None:
+        """The logged `KeyRequest` is the debit buyer's, is the one the receipt names, and
+        was live at the receipt's block; the receipt names the debit's buyer and key."""
+        run = self.runs.requests
+        receipt, request = entry.receipt, entry.request
+        ids: dict[str, int | str] = {
+            "node": node, "seq": entry.seq, "debitId": receipt.debit_id,
+            "version": receipt.version, "block": receipt.block,
+        }
+        where = f"node {node} seq {entry.seq} (debit {receipt.debit_id} v{receipt.version})"
+        findings: list[tuple[str, str]] = []
+        if receipt.epoch != EPOCH:
+            findings.append(("unknown_epoch", f"receipt for committee epoch {receipt.epoch}; "
+                             f"the only epoch is {EPOCH}"))
+        debit = self.history.debits.get(receipt.debit_id)
+        buyer = debit.requested.buyer if debit else receipt.buyer
+        if buyer.lower() != receipt.buyer.lower():
+            findings.append(("buyer_mismatch", f"receipt names buyer {receipt.buyer}, the "
+                             f"debit's buyer is {buyer}"))
+        if debit and hashlib.sha256(debit.requested.buyer_key).digest() != receipt.buyer_key_hash:
+            findings.append(("buyer_key_mismatch", "receipt's buyerKeyHash is not SHA-256 of "
+                             "the debit's buyerKey"))
+        if request is None:
+            kind = "request_missing" if entry.request_problem == REQUEST_MISSING else (
+                "request_malformed")
+            findings.append((kind, f"no readable buyer request logged ({entry.request_problem})"))
+        else:
+            findings += self._request_findings(entry, request, buyer)
+        for kind, detail in findings:
+            run.violation(kind, f"{where}: {detail}", **ids)
+        run.count(not findings)
+
+    def _request_findings(
+        self, entry: LoggedRelease, request: KeyRequest, buyer: str
+    ) -> list[tuple[str, str]]:
+        receipt = entry.receipt
+        findings: list[tuple[str, str]] = []
+        if (request.debit_id, request.version) != (receipt.debit_id, receipt.version) or (
+            digest(self.domain, request) != receipt.request_digest
+        ):
+            findings.append(("request_mismatch", f"logged request (debit {request.debit_id} "
+                             f"v{request.version}) is not the one the receipt's requestDigest "
+                             "names"))
+        try:
+            signer = recover_signer(self.domain, request, entry.request_signature)
+        except MalformedSignature as e:
+            findings.append(("request_malformed", f"request signature: {e}"))
+        else:
+            if signer.lower() != buyer.lower():
+                findings.append(("wrong_request_signer", f"request signed by {signer}, not by "
+                                 f"the debit's buyer {buyer}"))
+        stamp = self.chain.timestamp(receipt.block)
+        earliest = request.expiry - REQUEST_WINDOW - self.max_lag
+        if not earliest <= stamp < request.expiry:
+            findings.append(("outside_request_window", f"block {receipt.block} has timestamp "
+                             f"{stamp}, outside the request's window [{earliest}, "
+                             f"{request.expiry}) (expiry {request.expiry}, max lag "
+                             f"{self.max_lag} s)"))
+        return findings
 
     def _entitled_at(self, debit_id: int, version: int, block: int) -> bool:
         key = (debit_id, version, block)
@@ -190,9 +311,12 @@ def check_releases(
     logs: Mapping[int, list[LoggedRelease]],
     *,
     max_pending_age: int = MAX_PENDING_AGE,
+    max_lag: int = MAX_LAG,
+    latest: int | None = None,
 ) -> ReleaseRuns:
-    """Run the three release checks over the logs fetched (node index -> entries)."""
-    checker = ReleaseChecker(history, chain, committee, domain, max_pending_age=max_pending_age)
+    """Run the four release checks over the logs fetched (node index -> entries)."""
+    checker = ReleaseChecker(history, chain, committee, domain, max_pending_age=max_pending_age,
+                             max_lag=max_lag, latest=latest)
     for node, log in sorted(logs.items()):
         checker.check_node(node, log)
     return checker.runs

@@ -14,9 +14,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from marketplace.audit.auditor import Auditor
+from marketplace.audit.auditor import MAX_TAIL, Auditor
 from marketplace.audit.release_log import HttpReleaseLog, ReleaseLogSource
-from marketplace.audit.releases import MAX_PENDING_AGE
+from marketplace.audit.releases import MAX_LAG, MAX_PENDING_AGE
 from marketplace.audit.render import print_report
 from marketplace.audit.report import AuditReport
 from marketplace.cli.config import (
@@ -84,7 +84,17 @@ def audit(
     max_pending_age: Annotated[
         int, typer.Option(min=0, help="Blocks after which an unanchored release is a violation")
     ] = MAX_PENDING_AGE,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per gateway request")] = 10.0,
+    max_lag: Annotated[
+        int, typer.Option(min=0, help="Seconds a gateway's confirmed head may trail its clock "
+                          "when it releases (widens each request's window back in time)")
+    ] = MAX_LAG,
+    max_tail: Annotated[
+        int, typer.Option(min=0, help="Log entries read per node beyond what it anchored; a "
+                          "longer log is cut with a warning")
+    ] = MAX_TAIL,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds per gateway request (the whole page)")
+    ] = 10.0,
 ) -> None:
     """Check a deployment end to end: balances, debit transitions, every CID, every release."""
     try:
@@ -94,7 +104,7 @@ def audit(
         auditor = Auditor(
             client, open_store(store, existing=True), node_sources(public, timeout),
             from_block=from_block, max_block_range=max_block_range,
-            max_pending_age=max_pending_age,
+            max_pending_age=max_pending_age, max_lag=max_lag, max_tail=max_tail,
         )
         report = auditor.run()
     except (MarketplaceError, StorageError, OSError) as e:

@@ -3,6 +3,12 @@
 Two listings (auto-approved and consent-only), three stored versions, debits in every
 end state (active, consented then revoked, cancelled, rejected, still requested), key
 releases by every node, claims, a withdrawal, and every release anchored.
+
+The chain's clock is moved forward (eth-tester time travel) to let escrow accrue, so the
+in-process gateways and the buyers here read time from the chain, as nodes and wallets on a
+live chain read a wall clock that agrees with it: a gateway judging a request's expiry by
+the wall clock, days behind the chain, would release at blocks stamped after the request
+expired (the auditor reports that as `outside_request_window`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,17 @@ class Scenario:
     #: a debit on the consent-only listing that was requested and never consented
     unconsented_debit: int = 0
     active_debit: int = 0
+    buyers: dict[int, LocalAccount] = field(default_factory=dict)
+
+    def now(self) -> int:
+        """The chain's time: its latest block's, or the wall clock if that is later."""
+        return max(int(time.time()), self.net.dev.now())
+
+    def follow_chain_clock(self) -> None:
+        """Make the in-process gateways judge expiries by `now` (see the module docstring).
+        GatewayService takes no clock yet, hence its releaser's."""
+        for gateway in self.net.gateways.values():
+            gateway.releaser._now = self.now
 
     def sources(self) -> dict[int, ReleaseLogSource]:
         return {i: HttpReleaseLog(i, client) for i, client in self.net.clients.items()}
@@ -61,15 +78,17 @@ class Scenario:
 
     def request(self, buyer: LocalAccount, listing_id: int, periods: int = 3) -> int:
         key = BuyerSecretKey.from_account(buyer, self.net.domain).public_key().key
-        return self.net.market.request_debit(
+        debit_id = self.net.market.request_debit(
             buyer, listing_id, periods=periods, buyer_key=key
         ).value
+        self.buyers[debit_id] = buyer
+        return debit_id
 
     def release(self, buyer: LocalAccount, debit_id: int, version: int) -> None:
         """Ask every node for its share (each logs one release)."""
         self.net.sync()
         for client in self.net.clients.values():
-            request = KeyRequest(debit_id, version, int(time.time()) + 60, os.urandom(32))
+            request = KeyRequest(debit_id, version, self.now() + 60, os.urandom(32))
             body = {"request": request.to_message(),
                     "signature": "0x" + sign(buyer, self.net.domain, request).hex()}
             response = client.post("/v1/keys", json=body)
@@ -85,6 +104,7 @@ def build_scenario(folder: Path) -> Scenario:
     manual = market.create_listing(owner, price_per_period=2 * PRICE, period_seconds=DAY,
                                    auto_approve=False).value
     s = Scenario(net, owner, auto, manual)
+    s.follow_chain_clock()
     auto_v1 = s.publish(auto, 600_000)        # a dag-pb file of three leaves
     manual_v1 = s.publish(manual, 1_000)      # a single raw block
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marketplace.audit.auditor import NODES
 from marketplace.audit.balances import NAME as BALANCES
 from marketplace.audit.content import NAME as CONTENT
-from marketplace.audit.releases import ANCHORING, ENTITLEMENT, SIGNATURES
+from marketplace.audit.releases import ANCHORING, ENTITLEMENT, REQUESTS, SIGNATURES
 from marketplace.audit.transitions import NAME as TRANSITIONS
 from tests.audit.scenario import Scenario
 
@@ -15,7 +15,8 @@ def test_audit_passesOn_anHonestRun(scenario: Scenario) -> None:
     assert report.clean, report.violations
     assert report.warnings == ()
     names = [c.name for c in report.checks]
-    assert names == [BALANCES, TRANSITIONS, CONTENT, NODES, SIGNATURES, ANCHORING, ENTITLEMENT]
+    assert names == [BALANCES, TRANSITIONS, CONTENT, NODES, SIGNATURES, ANCHORING, ENTITLEMENT,
+                     REQUESTS]
     for check in report.checks:
         assert check.checked > 0 and check.failed == 0, check
     assert report.check(CONTENT).checked == 3
@@ -24,4 +25,5 @@ def test_audit_passesOn_anHonestRun(scenario: Scenario) -> None:
     assert report.check(SIGNATURES).checked == 6
     assert report.check(ANCHORING).checked == 6
     assert report.check(ENTITLEMENT).checked == 6
+    assert report.check(REQUESTS).checked == 6
     assert report.head == scenario.net.market.w3.eth.block_number

@@ -182,3 +182,21 @@ def test_balances_catch_aCreditedBalanceTheEventsDoNotExplain() -> None:
     chain.balances[BUYER.lower()] = 1501
     run = check_balances(history(*consented_and_revoked()), chain)
     assert [v.kind for v in run.violations] == ["balance_mismatch"]
+
+
+def test_balances_warnAbout_etherForcedIntoTheContract_withoutAViolation() -> None:
+    """Issue 9 item 8: one wei sent by SELFDESTRUCT (no contract can refuse it) failed
+    every later audit with `balance_invariant`; a surplus is now a warning."""
+    chain = honest_chain()
+    chain.held += 1
+    run = check_balances(history(*consented_and_revoked()), chain)
+    assert run.violations == [] and run.failed == 0
+    (warning,) = run.warnings
+    assert warning.kind == "balance_surplus" and warning.fields["surplus"] == 1
+
+
+def test_balances_catch_aDeficit_evenWhenEventsAreConsistent() -> None:
+    chain = honest_chain()
+    chain.held = 0
+    run = check_balances(history(*consented_and_revoked()), chain)
+    assert [v.kind for v in run.violations] == ["balance_invariant"] and run.warnings == []

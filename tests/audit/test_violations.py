@@ -6,39 +6,80 @@ cheat is removed (another check noticing something else would not satisfy it).
 
 from __future__ import annotations
 
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+
 import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from marketplace.audit.release_log import HttpReleaseLog, ReleaseLogSource, ReleasePage
-from marketplace.eip712 import ReleaseReceipt, sign
-from marketplace.gateway.service import GatewayService
-from marketplace.gateway.state import Release
-from tests.audit.scenario import Scenario
+from marketplace.audit.release_log import (
+    HttpReleaseLog,
+    LoggedRelease,
+    ReleaseLogSource,
+    ReleasePage,
+    fetch_log,
+)
+from marketplace.eip712 import digest
+from marketplace.keyrelease.buyer_key import BuyerSecretKey
+from marketplace.merkle import merkle_root
+from tests.audit.forge import ListLog, entry, signed_request
+from tests.audit.scenario import DAY, Scenario
+from tests.audit.test_forced_ether import force_ether
 
 
-def inject_release(
-    scenario: Scenario, node: int, debit_id: int, version: int, signer: LocalAccount
-) -> None:
-    """Append a release to node `node`'s own log, signed by `signer`, as a cheating or
-    compromised node would; the node then anchors it like any other."""
-    gateway: GatewayService = scenario.net.gateways[node]
-    block = scenario.net.market.w3.eth.block_number
-    sealed = b"\x01" * 100
+def forged(
+    scenario: Scenario, node: int, debit_id: int, version: int, *,
+    signer: LocalAccount | None = None, block: int | None = None,
+    buyer: LocalAccount | None = None,
+) -> LoggedRelease:
+    """A release as node `node` would log it: the receipt signed by `signer` (default: the
+    node's own key), dated `block` (default: the latest), for a live request signed by
+    `buyer` (default: the debit's buyer), naming that buyer and their key."""
+    net = scenario.net
+    buyer = buyer or scenario.buyers[debit_id]
+    request, signature = signed_request(buyer, net.domain, debit_id, version, scenario.now() + 60)
+    return entry(
+        0, domain=net.domain, node=node, node_account=signer or net.node_accounts[node - 1],
+        request=request, request_signature=signature, buyer=buyer.address,
+        buyer_key=BuyerSecretKey.from_account(buyer, net.domain).public_key().key,
+        block=net.market.w3.eth.block_number if block is None else block,
+    )
 
-    def build(seq: int) -> Release:
-        receipt = ReleaseReceipt.for_sealed_share(debit_id, version, node, sealed, block)
-        return Release(seq, debit_id, version, node, sealed, receipt.sealed_share_hash, block,
-                       sign(signer, scenario.net.domain, receipt))
 
-    gateway.state.append_release(debit_id, version, build)
-    scenario.net.sync()
+def anchor(scenario: Scenario, node: int, entries: list[LoggedRelease]) -> int:
+    """Anchor `entries` on-chain with node `node`'s key, as the node does; the block."""
+    net = scenario.net
+    root = merkle_root([digest(net.domain, e.receipt) for e in entries])
+    sent = net.market.anchor_releases(net.node_accounts[node - 1], root, len(entries))
+    return sent.block_number
+
+
+def serve(scenario: Scenario, node: int, log: list[LoggedRelease]) -> dict[int, ReleaseLogSource]:
+    """The scenario's log sources, with node `node` serving `log` instead of its own."""
+    sources = scenario.sources()
+    sources[node] = ListLog(log, node)
+    return sources
+
+
+def real_log(scenario: Scenario, node: int) -> list[LoggedRelease]:
+    return fetch_log(scenario.sources()[node]).entries
+
+
+def append_forged(scenario: Scenario, node: int, extra: list[LoggedRelease],
+                  *, anchored: bool = True) -> dict[int, ReleaseLogSource]:
+    """Node `node` logs `extra` after its real releases and (by default) anchors them."""
+    if anchored:
+        anchor(scenario, node, extra)
+    return serve(scenario, node, [*real_log(scenario, node), *extra])
 
 
 def test_audit_catches_aReceiptSignedByANonCommitteeKey(scenario: Scenario) -> None:
     # debit and version are entitled and the node anchors the entry: only the signature is off
-    inject_release(scenario, 1, scenario.active_debit, 2, Account.create())
-    report = scenario.auditor().run()
+    extra = forged(scenario, 1, scenario.active_debit, 2, signer=Account.create())
+    report = scenario.auditor(append_forged(scenario, 1, [extra])).run()
     assert report.kinds() == {"bad_signature"}
     (violation,) = report.violations
     assert violation.fields["node"] == 1 and "not a committee node" in violation.detail
@@ -46,8 +87,8 @@ def test_audit_catches_aReceiptSignedByANonCommitteeKey(scenario: Scenario) -> N
 
 
 def test_audit_catches_aReceiptSignedByAnotherCommitteeNode(scenario: Scenario) -> None:
-    inject_release(scenario, 1, scenario.active_debit, 2, scenario.net.node_accounts[1])
-    report = scenario.auditor().run()
+    extra = forged(scenario, 1, scenario.active_debit, 2, signer=scenario.net.node_accounts[1])
+    report = scenario.auditor(append_forged(scenario, 1, [extra])).run()
     assert report.kinds() == {"bad_signature"}
     assert "committee node 2" in report.violations[0].detail
 
@@ -61,11 +102,8 @@ class AlteredLog:
     def page(self, after: int, limit: int) -> ReleasePage:
         page = self.inner.page(after, limit)
         first, *rest = page.releases
-        receipt = first.receipt
-        altered = ReleaseReceipt(receipt.debit_id, receipt.version, receipt.node,
-                                 bytes(32), receipt.block)
-        entry = type(first)(first.seq, altered, first.signature)
-        return ReleasePage(page.node, page.address, (entry, *rest))
+        altered = replace(first.receipt, sealed_share_hash=bytes(32))
+        return ReleasePage(page.node, page.address, (replace(first, receipt=altered), *rest))
 
 
 def test_audit_catches_aReceiptFieldAlteredAfterSigning(scenario: Scenario) -> None:
@@ -89,13 +127,9 @@ def test_audit_catches_aReleaseMissingFromItsAnchor(scenario: Scenario) -> None:
 
 def test_audit_catches_anAnchoredEntryRewrittenInTheLog(scenario: Scenario) -> None:
     # same length, same sequence numbers, well signed: only the anchored root differs
-    with scenario.net.gateways[3].state.db.transaction() as tx:
-        tx.execute("DELETE FROM releases WHERE seq = 2")
-    inject_release(scenario, 3, scenario.active_debit, 2, scenario.net.node_accounts[2])
-    with scenario.net.gateways[3].state.db.transaction() as tx:
-        tx.execute("UPDATE releases SET seq = 2 WHERE seq = 3")
-    scenario.net.sync()
-    report = scenario.auditor().run()
+    log = real_log(scenario, 3)
+    log[1] = forged(scenario, 3, scenario.active_debit, 2)
+    report = scenario.auditor(serve(scenario, 3, log)).run()
     assert report.kinds() == {"anchor_mismatch"}
 
 
@@ -130,14 +164,13 @@ def test_audit_catches_contentMissingFromTheStore(scenario: Scenario) -> None:
 
 def test_audit_catches_aReleaseForADebitNeverConsented(scenario: Scenario) -> None:
     # a real committee node signs and anchors a release the contract never allowed
-    node = 3
-    inject_release(scenario, node, scenario.unconsented_debit, 1,
-                   scenario.net.node_accounts[node - 1])
-    report = scenario.auditor().run()
+    extra = forged(scenario, 3, scenario.unconsented_debit, 1)
+    report = scenario.auditor(append_forged(scenario, 3, [extra])).run()
     assert report.kinds() == {"not_consented", "not_entitled"}
     assert {v.fields["debitId"] for v in report.violations} == {scenario.unconsented_debit}
     assert report.check("release signatures").failed == 0
     assert report.check("release anchoring").failed == 0
+    assert report.check("release requests").failed == 0
     assert report.check("release entitlement").failed == 1
 
 
@@ -165,3 +198,151 @@ def test_audit_warnsAbout_freshUnanchoredReleases_andFailsOldOnes(scenario: Scen
     scenario.net.dev.mine(2)
     late = scenario.auditor(max_pending_age=1).run()
     assert late.kinds() == {"unanchored"} and len(late.violations) == 3
+
+
+# -- issue 9 item 3: the receipt's block and the buyer's request ---------------------------
+
+
+def test_audit_catches_aReceiptDatedAfterItsAnchor(scenario: Scenario) -> None:
+    """Issue 9 item 3: clean before (an anchored entry's date was never compared with its
+    anchor). Entitled debit, live request: only the date gives it away."""
+    net = scenario.net
+    extra = forged(scenario, 1, scenario.active_debit, 2, block=net.market.w3.eth.block_number + 3)
+    sources = append_forged(scenario, 1, [extra])  # anchored in the next block
+    net.dev.mine(3)
+    report = scenario.auditor(sources).run()
+    assert report.kinds() == {"dated_after_anchor"}
+    assert report.check("release anchoring").failed == 1
+
+
+def test_audit_catches_aReceiptDatedFarInTheFuture(scenario: Scenario) -> None:
+    """Issue 9 item 3: clean before: a release dated after the head was an `after_head`
+    warning and stayed "pending" for ever, whoever it went to."""
+    late = scenario.net.market.w3.eth.block_number + 1_000_000
+    extra = forged(scenario, 2, scenario.unconsented_debit, 1, block=late)
+    report = scenario.auditor(append_forged(scenario, 2, [extra], anchored=False)).run()
+    assert report.kinds() == {"dated_after_head"}
+    anchored = scenario.auditor(append_forged(scenario, 2, [extra])).run()
+    assert anchored.kinds() == {"dated_after_anchor", "dated_after_head"}
+
+
+def test_audit_catches_aReceiptBackdatedBeforeARevoke(scenario: Scenario) -> None:
+    """Issue 9 item 3: clean before. The owner revokes a consented debit; afterwards its
+    buyer signs a request and a colluding node releases, dating the receipt at the consent
+    block, when `isEntitled` was true. The request was signed half a day after that block."""
+    net = scenario.net
+    buyer = scenario.buyer()
+    debit_id = scenario.request(buyer, scenario.consent_listing)
+    consented_at = net.market.consent(scenario.owner, debit_id).block_number
+    net.dev.advance(DAY // 2)
+    net.market.revoke(scenario.owner, debit_id)
+    assert net.market.is_entitled(debit_id, 1, block=consented_at)
+    extra = forged(scenario, 1, debit_id, 1, block=consented_at)
+    report = scenario.auditor(append_forged(scenario, 1, [extra])).run()
+    assert report.kinds() == {"outside_request_window"}
+    (violation,) = report.violations
+    assert violation.fields["debitId"] == debit_id and violation.fields["block"] == consented_at
+
+
+def test_audit_catches_aShareReleasedToSomeoneElse(scenario: Scenario) -> None:
+    """Clean before: receipts named no buyer, so a node releasing an entitled debit's share
+    to a stranger (sealed to the stranger's key, the stranger's signed request) was
+    indistinguishable from an honest release."""
+    stranger = scenario.buyer()
+    extra = forged(scenario, 2, scenario.active_debit, 2, buyer=stranger)
+    report = scenario.auditor(append_forged(scenario, 2, [extra])).run()
+    assert report.kinds() == {"buyer_mismatch", "wrong_request_signer", "buyer_key_mismatch"}
+    assert report.check("release requests").failed == 1
+
+
+# -- issue 9 item 7: what a node's log may cost the audit -----------------------------------
+
+
+class EndlessNode:
+    """An HTTP transport for a node whose log never ends: every page is full of copies of
+    one well-signed entry."""
+
+    def __init__(self, template: LoggedRelease, node: int) -> None:
+        self.node = node
+        self.entry = {
+            "receipt": template.receipt.to_message(),
+            "receiptSignature": "0x" + template.signature.hex(),
+            "request": template.request.to_message() if template.request else None,
+            "requestSignature": "0x" + template.request_signature.hex(),
+        }
+        self.served = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        after, limit = int(request.url.params["after"]), int(request.url.params["limit"])
+        self.served += limit
+        rows = [{"seq": after + i, **self.entry} for i in range(1, limit + 1)]
+        body = {"node": self.node, "address": "", "releases": rows, "anchors": []}
+        return httpx.Response(200, stream=httpx.ByteStream(json.dumps(body).encode()))
+
+    def source(self) -> HttpReleaseLog:
+        client = httpx.Client(transport=httpx.MockTransport(self), base_url="http://endless")
+        return HttpReleaseLog(self.node, client)
+
+
+def test_audit_cuts_anEndlessLog_withAWarning(scenario: Scenario) -> None:
+    """Issue 9 item 7: before, the auditor read pages until a short one, i.e. for ever."""
+    endless = EndlessNode(forged(scenario, 2, scenario.active_debit, 1), 2)
+    sources = scenario.sources()
+    sources[2] = endless.source()
+    report = scenario.auditor(sources, max_tail=1500).run()
+    (cut,) = [w for w in report.warnings if w.kind == "log_cut"]
+    assert cut.fields["node"] == 2 and "2 anchored + a pending tail of 1500" in cut.detail
+    assert endless.served == 2 + 1500 + 1
+    # the copies are what they are: the same release logged again and again
+    assert report.kinds() == {"log_malformed", "anchor_mismatch"}
+
+
+def test_audit_readsNoMoreThanTheChainAllows_whenANodeAnchorsBillions(
+    scenario: Scenario,
+) -> None:
+    """An anchor's count is the node's claim (uint32 per anchor): a node anchoring 2^32-1
+    entries and serving an endless log would hold the audit for ever even with a pending
+    tail; the read stops at one release per (debit, version) on chain plus the tail."""
+    net = scenario.net
+    net.market.anchor_releases(net.node_accounts[0], b"\x01" * 32, 2**32 - 1)
+    endless = EndlessNode(forged(scenario, 1, scenario.active_debit, 1), 1)
+    sources = scenario.sources()
+    sources[1] = endless.source()
+    report = scenario.auditor(sources, max_tail=100).run()
+    assert "anchored_too_many" in report.kinds()
+    # one debit on the auto listing (2 versions), four on the consent-only one (1 version)
+    bound = 1 * 2 + 4 * 1
+    assert endless.served == bound + 100 + 1
+    assert "log_cut" in {w.kind for w in report.warnings}
+
+
+def test_audit_refusesAGzipBombNode(scenario: Scenario) -> None:
+    """Issue 9 item 7: before, httpx inflated the answer: 509 KiB of gzip became 1 GiB
+    in memory (measured with tracemalloc); now it is refused unread (`log_malformed`)."""
+    class Bomb(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield gzip.compress(b'{"releases": [' + b" " * (64 * 1024 * 1024) + b"]}")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=Bomb())
+
+    sources = scenario.sources()
+    sources[3] = HttpReleaseLog(3, httpx.Client(transport=httpx.MockTransport(answer),
+                                                base_url="http://bomb"))
+    report = scenario.auditor(sources).run()
+    assert report.kinds() == {"log_malformed"}
+    (violation,) = report.violations
+    assert violation.fields["node"] == 3 and "'gzip'-encoded" in violation.detail
+    assert report.check("nodes reachable").failed == 1
+
+
+# -- issue 9 item 8 ----------------------------------------------------------------------------
+
+
+def test_audit_warnsAbout_etherForcedIntoTheMarket(scenario: Scenario) -> None:
+    """Issue 9 item 8: a SELFDESTRUCT sending 1 wei failed every audit before."""
+    force_ether(scenario.net.market.w3, scenario.net.market.address, 1)
+    report = scenario.auditor().run()
+    assert report.clean
+    assert [w.kind for w in report.warnings] == ["balance_surplus"]
