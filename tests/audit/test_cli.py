@@ -13,6 +13,7 @@ from marketplace.cli.audit_commands import emit
 from marketplace.cli.config import ConfigError, check_committee_matches
 from marketplace.cli.main import app
 from marketplace.committee import PublicCommittee
+from tests.audit.forge import append_forged, force_ether, forged
 from tests.audit.scenario import Scenario
 
 runner = CliRunner()
@@ -111,3 +112,27 @@ def test_a_committee_file_for_another_committee_is_a_config_error(scenario: Scen
         check_committee_matches(
             PublicCommittee.from_json(document), scenario.net.market.committee(), Path("c.json")
         )
+
+
+def test_emit_writesTheNewFindingKinds_withTheirFields(scenario: Scenario, tmp_path: Path) -> None:
+    late = scenario.net.market.w3.eth.block_number + 1_000_000
+    extra = forged(scenario, 2, scenario.active_debit, 2, block=late)
+    sources = append_forged(scenario, 2, [extra], anchored=False)
+    force_ether(scenario.net.market.w3, scenario.net.market.address, 1)
+    target = tmp_path / "audit.json"
+    code = emit(scenario.auditor(sources).run(), str(target),
+                Console(file=open(tmp_path / "table.txt", "w")))  # noqa: SIM115
+    assert code == 1
+    document = json.loads(target.read_text())
+    (violation,) = document["violations"]
+    assert violation["kind"] == "dated_after_head" and violation["check"] == "release entitlement"
+    assert violation["node"] == 2 and violation["block"] == late
+    (warning,) = document["warnings"]
+    assert warning["kind"] == "balance_surplus" and warning["surplus"] == 1
+
+
+def test_audit_help_lists_the_bounds_it_reads_logs_with() -> None:
+    result = runner.invoke(app, ["audit", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in ("--max-lag", "--max-tail", "--max-pending-age", "--timeout"):
+        assert option in result.output

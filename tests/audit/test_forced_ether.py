@@ -6,7 +6,6 @@ transaction still moves the balance."""
 from __future__ import annotations
 
 from eth_account import Account
-from web3 import Web3
 
 from marketplace.audit.balances import NAME, check_balances
 from marketplace.audit.chain_view import PinnedMarket
@@ -14,18 +13,10 @@ from marketplace.audit.history import MarketHistory
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.chain.types import Committee
+from tests.audit.forge import force_ether
 
 ETHER = 10**18
 PRICE = 10**15
-
-
-def force_ether(w3: Web3, to: str, wei: int) -> None:
-    """Create-and-SELFDESTRUCT a contract holding `wei`, beneficiary `to`."""
-    init_code = bytes([0x73]) + bytes.fromhex(to[2:]) + bytes([0xFF])
-    tx_hash = w3.eth.send_transaction(
-        {"from": w3.eth.accounts[0], "data": init_code, "value": wei}  # type: ignore[typeddict-item]
-    )
-    assert w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
 
 
 def test_one_wei_forced_in_is_a_warning_on_the_real_contract() -> None:
