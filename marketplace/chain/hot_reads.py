@@ -81,7 +81,17 @@ class HotReads:
 
     def block_hash(self, number: int) -> str | None:
         """The hash of block `number`, None if the chain has no such block (yet)."""
-        block = self._call("eth_getBlockByNumber", [hex(number), False])
+        return self._hash_of(self._call("eth_getBlockByNumber", [hex(number), False]))
+
+    def latest_block(self) -> tuple[int, str]:
+        """The latest block's number and hash, in one call."""
+        block = self._call("eth_getBlockByNumber", ["latest", False])
+        block_hash = self._hash_of(block)
+        if block_hash is None:
+            raise ChainError(f"chain node {self._endpoint} has no latest block")
+        return _quantity(block.get("number"), "block number"), block_hash
+
+    def _hash_of(self, block: Any) -> str | None:
         if block is None:
             return None
         if not isinstance(block, dict) or not isinstance(block.get("hash"), str):
@@ -103,11 +113,27 @@ class HotReads:
     def debit_owner(self, debit_id: int, block_hash: str) -> tuple[int, str]:
         """(listingId, buyer) of `getDebit(debitId)` in the block with this hash; reverts
         (UnknownDebit) as ChainError subclasses."""
+        listing_id, buyer, _ = self.debit_owner_and_block(debit_id, block_hash, None)
+        return listing_id, buyer
+
+    def debit_owner_and_block(
+        self, debit_id: int, block_hash: str, log_block: int | None
+    ) -> tuple[int, str, str | None]:
+        """`debit_owner` and the hash of block `log_block` (None: not asked), in one
+        round trip (a JSON-RPC batch): what a first release confirms."""
         data = _GET_DEBIT + debit_id.to_bytes(32, "big")
-        words = self._eth_call(data, {"blockHash": block_hash}, "getDebit", 8 * 32)
+        calls: list[tuple[str, list[Any]]] = [
+            ("eth_call", [{"to": self._market, "data": "0x" + data.hex()},
+                          {"blockHash": block_hash}]),
+        ]
+        if log_block is not None:
+            calls.append(("eth_getBlockByNumber", [hex(log_block), False]))
+        results = self._batch(calls)
+        words = self._words(results[0], "getDebit", 8 * 32)
         if words[32:44] != bytes(12):
             raise ChainError(f"chain node {self._endpoint} answered getDebit with a bad address")
-        return int.from_bytes(words[:32], "big"), "0x" + words[44:64].hex()
+        log_hash = self._hash_of(results[1]) if log_block is not None else None
+        return int.from_bytes(words[:32], "big"), "0x" + words[44:64].hex(), log_hash
 
     def debit_count(self) -> int:
         """`debitCount()` at the latest block."""
@@ -115,6 +141,9 @@ class HotReads:
 
     def _eth_call(self, data: bytes, block: object, name: str, size: int) -> bytes:
         result = self._call("eth_call", [{"to": self._market, "data": "0x" + data.hex()}, block])
+        return self._words(result, name, size)
+
+    def _words(self, result: Any, name: str, size: int) -> bytes:
         hex_words = result[2:] if isinstance(result, str) and result[:2] == "0x" else ""
         try:
             words = bytes.fromhex(hex_words)
@@ -128,6 +157,24 @@ class HotReads:
 
     def _call(self, method: str, params: list[Any]) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        return self._result(method, self._round_trip(body))
+
+    def _batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Several calls in one JSON-RPC batch; results in the calls' order. The first
+        error in call order is raised, as if the calls had been made one by one."""
+        body = json.dumps([
+            {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+            for i, (method, params) in enumerate(calls)
+        ])
+        answers = self._round_trip(body)
+        if not isinstance(answers, list):
+            raise ChainError(f"chain node {self._endpoint} answered a batch with a non-list")
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        if set(by_id) != set(range(len(calls))):
+            raise ChainError(f"chain node {self._endpoint} answered a batch incompletely")
+        return [self._result(method, by_id[i]) for i, (method, _) in enumerate(calls)]
+
+    def _round_trip(self, body: str) -> Any:
         try:
             answer = self._post(body)
         except TimeoutError as e:  # a node that does not answer gets no second wait
@@ -140,6 +187,9 @@ class HotReads:
             except (OSError, http.client.HTTPException) as e:
                 self._drop()
                 raise ChainUnavailable(self._endpoint, type(e).__name__) from e
+        return answer
+
+    def _result(self, method: str, answer: Any) -> Any:
         if not isinstance(answer, dict):
             raise ChainError(f"chain node {self._endpoint} answered {method} with a non-object")
         error = answer.get("error")

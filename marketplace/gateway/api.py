@@ -205,6 +205,7 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
 
     @app.exception_handler(ChainError)
     async def _chain_error(_: Request, exc: ChainError) -> JSONResponse:
+        log.warning("chain node refused a read: %s", exc)  # endpoint redacted by ChainError
         return error_response("chain_unavailable", "the chain node refused a read")
 
     @app.post(

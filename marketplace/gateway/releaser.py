@@ -244,7 +244,8 @@ class KeyReleaser:
     def _checked(self, debit: IndexedDebit, version_number: int) -> _Checked:
         """The version (indexed on demand), the confirmed head and the entitlement at it."""
         version = self._version(debit.listing_id, version_number)
-        head = self.head()
+        # the debit was indexed up to a head newer than a remembered one: read it again
+        head = self.head(at_least=debit.block_number)
         entitled = self.entitled(debit.debit_id, version.version, head)
         return _Checked(version, head, entitled, None)
 
@@ -257,7 +258,7 @@ class KeyReleaser:
             entitled = self._entitled.get((debit.debit_id, version_number))
         if version is None or head is None or entitled is None:
             return None
-        if time.monotonic() - head.read_at > self._head_ttl:
+        if time.monotonic() - head.read_at > self._head_ttl or head.number < debit.block_number:
             return None
         release = None
         if entitled:
@@ -329,9 +330,10 @@ class KeyReleaser:
         if head.hash is None:
             raise NotEntitled(f"debit {debit.debit_id} is not confirmed yet")
         try:
-            if self._reads is not None:
-                listing_id, buyer = self._reads.debit_owner(debit.debit_id, head.hash)
-                return listing_id, buyer, self._reads.block_hash(debit.block_number)
+            if self._reads is not None:  # one round trip
+                return self._reads.debit_owner_and_block(
+                    debit.debit_id, head.hash, debit.block_number
+                )
             on_chain = self.market.debit(debit.debit_id, block=head.number)
         except UnknownDebit as e:  # reorganised away entirely
             self._notice_reorg()
@@ -391,6 +393,8 @@ class KeyReleaser:
                 block_number = self._to_prepare.pop(pair)
             if rows >= PREPARED_MAX_ROWS:
                 continue  # full: what is not prepared is made on request
+            if head.number < block_number:  # queued from a block newer than the head read
+                head = self.head(at_least=block_number)
             if self._prepare(pair[0], pair[1], head, block_number):
                 made += 1
                 rows += 1
@@ -423,15 +427,18 @@ class KeyReleaser:
         """The confirmed head's number (see `head`)."""
         return self.head().number
 
-    def head(self) -> Head:
-        """Latest block minus the confirmation depth, cached for `head_ttl` seconds.
+    def head(self, *, at_least: int = -1) -> Head:
+        """Latest block minus the confirmation depth, cached for `head_ttl` seconds (read
+        again if the cached one is below `at_least`).
 
         Remembered entitlements are dropped whenever the confirmed head changes, by hash
         as well as by number: a reorg can replace the head with another block of the same
         height in which the debit is no longer entitled.
         """
         fresh = self._fresh_head()
-        return fresh if fresh is not None else self._refresh_head()
+        if fresh is not None and fresh.number >= at_least:
+            return fresh
+        return self._refresh_head(at_least)
 
     def _fresh_head(self) -> Head | None:
         """The remembered confirmed head while it is at most `head_ttl` old, else None."""
@@ -441,12 +448,12 @@ class KeyReleaser:
             return None
         return head
 
-    def _refresh_head(self) -> Head:
+    def _refresh_head(self, at_least: int = -1) -> Head:
         # one thread asks the chain, outside `_lock` (requests answered from memory go
         # on meanwhile); threads that queued behind it take its answer if still fresh
         with self._refresh_lock:
             fresh = self._fresh_head()
-            if fresh is not None:
+            if fresh is not None and fresh.number >= at_least:
                 return fresh
             clock = time.monotonic()
             number, block_hash = self._read_head()
@@ -464,7 +471,10 @@ class KeyReleaser:
         if self._reads is None:
             head = self.watcher.reader.confirmed_head()
             return head, self.watcher.block_hash(head) if head >= 0 else None
-        head = self._reads.block_number() - self.watcher.reader.confirmations
+        confirmations = self.watcher.reader.confirmations
+        if confirmations == 0:  # number and hash in one round trip
+            return self._reads.latest_block()
+        head = self._reads.block_number() - confirmations
         return head, self._reads.block_hash(head) if head >= 0 else None
 
     def entitled(self, debit_id: int, version: int, head: Head) -> bool:
@@ -477,14 +487,18 @@ class KeyReleaser:
             return cached
         if head.hash is None:
             return False
-        if self._reads is not None:
-            answer = self._reads.is_entitled(debit_id, version, head.hash)
-        else:
-            # eth-tester takes no block hash: ask by number, then make sure that number
-            # still names the same block (else the answer may be another branch's)
-            answer = self.market.is_entitled(debit_id, version, block=head.number)
-            if self.watcher.block_hash(head.number) != head.hash:
-                return False
+        try:
+            if self._reads is not None:
+                answer = self._reads.is_entitled(debit_id, version, head.hash)
+            else:
+                # eth-tester takes no block hash: ask by number, then make sure that
+                # number still names the same block (else the answer may be another
+                # branch's)
+                answer = self.market.is_entitled(debit_id, version, block=head.number)
+                if self.watcher.block_hash(head.number) != head.hash:
+                    return False
+        except (UnknownDebit, UnknownVersion):
+            answer = False  # not (yet, or no longer) on the chain at that block
         with self._lock:
             if self._head == head:
                 self._entitled[key] = answer
@@ -496,10 +510,12 @@ class KeyReleaser:
             return debit
         if debit_id > self._known_debit_count():
             raise UnknownDebitRequested(f"no debit {debit_id}")
-        self.watcher.poll_once()
-        debit = self.state.debit(debit_id)
+        # indexed on demand, not by a watcher poll: the watcher may be busy (and holding its
+        # lock) with a flood of other logs
+        debit = self.watcher.find_debit(debit_id, self.head().number)
         if debit is None:
             raise NotEntitled(f"debit {debit_id} is not confirmed yet")
+        self.state.remember(debit, debit.block_number)
         return debit
 
     def _known_debit_count(self) -> int:

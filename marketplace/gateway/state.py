@@ -191,7 +191,7 @@ class GatewayState:
                     (chain_id, block_hash, tx_hash, log_index, block_number),
                 )
                 for row in rows:
-                    _insert_index_row(tx, row, block_number)
+                    _insert_index_row(tx, row, block_number, replace=True)
                 fresh.append(key)
             _set_cursor(tx, new_cursor)
             tx.execute(
@@ -243,7 +243,9 @@ class GatewayState:
         return [_version(r) for r in rows]
 
     def remember(self, row: IndexedDebit | IndexedVersion, block_number: int) -> None:
-        """Index a row fetched on demand (not through the watcher)."""
+        """Index a row fetched on demand, ahead of the watcher. When the watcher reaches
+        its block it writes the row again from the log it processes (a reorg in between
+        cannot leave this one behind; a first release re-checks it against the chain)."""
         with self.db.transaction() as tx:
             _insert_index_row(tx, row, block_number)
 
@@ -469,10 +471,20 @@ def _version(row: tuple[object, ...]) -> IndexedVersion:
     )
 
 
-def _insert_index_row(tx: Tx, row: IndexedDebit | IndexedVersion, block_number: int) -> None:
+def _insert_index_row(
+    tx: Tx, row: IndexedDebit | IndexedVersion, block_number: int, *, replace: bool = False
+) -> None:
+    """Insert an index row; `replace` (the watcher's processed logs) overwrites a debit
+    remembered on demand from a block that may since have been reorganised away."""
     if isinstance(row, IndexedDebit):
+        conflict = (
+            "ON CONFLICT (debit_id) DO UPDATE SET listing_id = excluded.listing_id, "
+            "buyer = excluded.buyer, buyer_key = excluded.buyer_key, "
+            "block_number = excluded.block_number, block_hash = excluded.block_hash"
+            if replace else "ON CONFLICT DO NOTHING"
+        )
         tx.execute(
-            "INSERT INTO debits VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            f"INSERT INTO debits VALUES (?, ?, ?, ?, ?, ?) {conflict}",  # noqa: S608
             (row.debit_id, row.listing_id, row.buyer, row.buyer_key.hex(), block_number,
              row.block_hash),
         )

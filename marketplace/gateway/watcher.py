@@ -99,6 +99,22 @@ class ChainWatcher:
         self.state.rewind_to(ancestor)
         return self.state.cursor()
 
+    def find_debit(self, debit_id: int, to_block: int) -> IndexedDebit | None:
+        """The debit's `DebitRequested` log after the cursor, up to `to_block`, as an index
+        row (None if there is none yet): a request for a debit the watcher has not reached
+        is served without waiting for it (it may be busy with a flood of other logs)."""
+        cursor = self.state.cursor()
+        first = cursor.block_number + 1 if cursor else self.start_block
+        if first > to_block:
+            return None
+        for event in self.reader.read(
+            first, to_block, kinds=[DebitRequested], indexed=[debit_id.to_bytes(32, "big")]
+        ):
+            for row in _index_rows(event):
+                if isinstance(row, IndexedDebit) and row.debit_id == debit_id:
+                    return row
+        return None
+
     def block_hash(self, block_number: int) -> str | None:
         """The hash of the chain's block at `block_number`; None if it has no such block
         (a reorg to a shorter chain removed it)."""

@@ -163,3 +163,19 @@ def test_prepared_shares_expire_and_are_dropped_once_released(
     stack.services[1].releaser.prepare_pending()
     assert state.prepared(other, 1) is None  # expired; made again on request
     assert stack.ask(1, stack.body(other, 1)).status_code == 200
+
+
+def test_a_new_debit_is_served_while_the_watcher_is_busy(stack: Stack) -> None:
+    """Failed before: a request for a debit the watcher had not indexed yet polled the
+    chain through the watcher, waiting for its lock, which a flood of other logs (and,
+    before, the shares prepared for them) could hold for seconds. Now the node finds that
+    one debit's log itself."""
+    listing = stack.listing(auto_approve=True)
+    stack.publish(listing)
+    stack.sync()
+    debit_id = stack.debit(listing)
+    watcher = stack.services[1].watcher
+    with watcher._lock:  # the watcher is busy for as long as this test wants
+        response = stack.ask(1, stack.body(debit_id, 1))
+    assert response.status_code == 200
+    assert stack.services[1].state.debit(debit_id) is not None

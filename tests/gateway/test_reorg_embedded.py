@@ -80,3 +80,28 @@ def reorg_gives_the_debit_to_another_buyer(stack: Stack, blocks_after: int) -> N
 @pytest.mark.parametrize("blocks_after", [2, 0], ids=["longer", "same height"])
 def test_a_reorg_cannot_hand_a_debit_id_to_another_buyer(stack: Stack, blocks_after: int) -> None:
     reorg_gives_the_debit_to_another_buyer(stack, blocks_after)
+
+
+def test_a_debit_indexed_on_demand_then_reorganised_away_is_replaced(stack: Stack) -> None:
+    """A debit a request indexed ahead of the watcher, from a block the chain then drops
+    before the watcher reaches it: the watcher's own log for the new branch's debit with
+    that id replaces the row (the watcher's cursor never saw the dropped block, so no
+    rewind would remove it), and the new buyer is served."""
+    listing = stack.listing(auto_approve=True)
+    published = stack.publish(listing)
+    stack.sync()
+    snapshot = stack.dev.snapshot()
+    debit_x = stack.debit(listing)
+    assert stack.ask(1, stack.body(debit_x, 1)).status_code == 200  # indexed on demand
+    stack.dev.revert(snapshot)
+    debit_y = stack.debit(listing, buyer=stack.stranger)
+    assert debit_y == debit_x
+    stack.dev.mine(1)
+    stack.sync()
+    indexed = stack.services[1].state.debit(debit_y)
+    assert indexed is not None and indexed.buyer == stack.stranger.address
+    secret = BuyerSecretKey.from_account(stack.stranger, stack.domain)
+    fetched = stack.key_client().fetch(
+        stack.stranger, secret, debit_y, published.ctx, published.capsule
+    )
+    assert fetched.data_key == published.data_key
