@@ -61,6 +61,9 @@ MAX_DEBIT_ID = 2**63 - 1
 PREPARE_PER_EVENT = 64
 #: (debit, version) pairs waiting to be prepared; more are dropped (made on request).
 PREPARE_QUEUE_SIZE = 4096
+#: Pairs prepared per background round: ahead-of-time work is paced, so requests, which
+#: share the interpreter with it, keep the CPU.
+PREPARE_PER_ROUND = 256
 #: Prepared shares kept at most, and how many blocks after their event.
 PREPARED_MAX_ROWS = 10_000
 PREPARED_MAX_AGE_BLOCKS = 7200
@@ -379,9 +382,10 @@ class KeyReleaser:
         with self._lock:
             return len(self._to_prepare)
 
-    def prepare_pending(self, limit: int = PREPARE_QUEUE_SIZE) -> int:
+    def prepare_pending(self, limit: int = PREPARE_PER_ROUND) -> int:
         """Prepare up to `limit` queued shares that are entitled at the confirmed head and
-        not yet prepared or released; expire old prepared rows. Returns how many were made."""
+        not yet prepared or released; expire old prepared rows. Returns how many were made.
+        Between two shares the thread yields the interpreter to waiting requests."""
         head = self.head()
         rows = self.state.prune_prepared(head.number - PREPARED_MAX_AGE_BLOCKS, PREPARED_MAX_ROWS)
         made = 0
@@ -398,6 +402,7 @@ class KeyReleaser:
             if self._prepare(pair[0], pair[1], head, block_number):
                 made += 1
                 rows += 1
+            time.sleep(0)  # let a request thread take the GIL
         return made
 
     def _prepare(self, debit_id: int, version_number: int, head: Head, block_number: int) -> bool:

@@ -13,7 +13,7 @@ from marketplace.chain.market import MarketClient
 from marketplace.chain.types import Committee
 from marketplace.committee import NodeKey
 from marketplace.gateway.anchoring import Anchorer
-from marketplace.gateway.releaser import KeyReleaser
+from marketplace.gateway.releaser import PREPARE_QUEUE_SIZE, KeyReleaser
 from marketplace.gateway.state import GatewayState
 from marketplace.gateway.watcher import ChainWatcher
 
@@ -80,7 +80,7 @@ class GatewayService:
         """Catch up with the chain, prepare the shares that queued, then anchor pending
         releases."""
         self.watcher.catch_up()
-        self.releaser.prepare_pending()
+        self.releaser.prepare_pending(limit=PREPARE_QUEUE_SIZE)  # all that queued
         if anchor:
             self.anchorer.anchor_pending()
 
@@ -105,8 +105,8 @@ class GatewayService:
         while not self._stop.is_set():
             try:
                 self.watcher.catch_up()
-                # outside the watcher's lock: a request that needs the index never waits
-                # for ahead-of-time work
+                # outside the watcher's lock, paced: a request never waits for
+                # ahead-of-time work
                 self.releaser.prepare_pending()
                 if clock >= next_anchor:
                     self.anchorer.anchor_pending()

@@ -57,6 +57,8 @@ SCHEMA = (
         root TEXT NOT NULL, tx_hash TEXT NOT NULL)""",
 )
 
+#: Logs recorded per transaction while indexing (a request waits for at most one).
+LOGS_PER_TRANSACTION = 64
 #: How many recent block hashes to keep for finding a reorg's common ancestor.
 SEEN_BLOCKS_KEPT = 256
 #: Expired nonces are deleted at most this often (seconds of request time), not on every
@@ -176,23 +178,17 @@ class GatewayState:
         `logs` pairs each log's (block_hash, tx_hash, log_index, block_number) with the
         rows it produced. Returns the logs that were new (not processed before).
         """
-        fresh = []
+        fresh: list[tuple[str, str, int, int]] = []
+        # short transactions: requests share the database and must not wait for a whole
+        # range of a flood; a crash between them leaves logs recorded and the cursor
+        # behind, and the next poll skips what was recorded
+        chunks = [logs[i:i + LOGS_PER_TRANSACTION]
+                  for i in range(0, len(logs), LOGS_PER_TRANSACTION)] or [[]]
+        for chunk in chunks[:-1]:
+            with self.db.transaction() as tx:
+                fresh += _record_logs(tx, chain_id, chunk)
         with self.db.transaction() as tx:
-            for key, rows in logs:
-                block_hash, tx_hash, log_index, block_number = key
-                if tx.one(
-                    "SELECT 1 FROM processed_logs WHERE chain_id = ? AND block_hash = ? "
-                    "AND tx_hash = ? AND log_index = ?",
-                    (chain_id, block_hash, tx_hash, log_index),
-                ):
-                    continue
-                tx.execute(
-                    "INSERT INTO processed_logs VALUES (?, ?, ?, ?, ?)",
-                    (chain_id, block_hash, tx_hash, log_index, block_number),
-                )
-                for row in rows:
-                    _insert_index_row(tx, row, block_number, replace=True)
-                fresh.append(key)
+            fresh += _record_logs(tx, chain_id, chunks[-1])
             _set_cursor(tx, new_cursor)
             tx.execute(
                 "INSERT INTO seen_blocks VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -493,6 +489,31 @@ def _insert_index_row(
             "INSERT INTO versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (row.listing_id, row.version, row.cid.hex(), row.capsule.hex(), block_number),
         )
+
+
+def _record_logs(
+    tx: Tx,
+    chain_id: int,
+    logs: Sequence[tuple[tuple[str, str, int, int], Sequence[IndexedDebit | IndexedVersion]]],
+) -> list[tuple[str, str, int, int]]:
+    """Record each log not recorded before, with its index rows; returns those."""
+    fresh = []
+    for key, rows in logs:
+        block_hash, tx_hash, log_index, block_number = key
+        if tx.one(
+            "SELECT 1 FROM processed_logs WHERE chain_id = ? AND block_hash = ? "
+            "AND tx_hash = ? AND log_index = ?",
+            (chain_id, block_hash, tx_hash, log_index),
+        ):
+            continue
+        tx.execute(
+            "INSERT INTO processed_logs VALUES (?, ?, ?, ?, ?)",
+            (chain_id, block_hash, tx_hash, log_index, block_number),
+        )
+        for row in rows:
+            _insert_index_row(tx, row, block_number, replace=True)
+        fresh.append(key)
+    return fresh
 
 
 def _set_cursor(tx: Tx, cursor: Cursor) -> None:
