@@ -7,6 +7,7 @@ The demo runs on it; so can anyone who wants to try the protocol without servers
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,11 +62,18 @@ class LocalNetwork:
         )
         sent = MarketClient.deploy(w3, deployer, committee)
         market = sent.value
+
+        def chain_clock() -> float:
+            """The later of the wall clock and the chain's: the demo moves the chain's
+            time forward, and requests must expire by the time the chain keeps."""
+            return max(time.time(), dev.now())
+
         gateways = {
             i: GatewayService(
                 market=market,
                 state=GatewayState(SqliteDatabase(":memory:")),
                 node=NodeKey(dealt.shares[i - 1], nodes[i - 1]),
+                now=chain_clock,
             )
             for i in range(1, size + 1)
         }
@@ -94,7 +102,11 @@ class LocalNetwork:
 
     def key_client(self) -> KeyClient:
         live = {i: c for i, c in self.clients.items() if i not in self.down}
-        return KeyClient(self.dealt.keys, self.domain, live)
+        return KeyClient(self.dealt.keys, self.domain, live, now=self.clock)
+
+    def clock(self) -> float:
+        """The clock the gateways judge request expiries by (see `start`)."""
+        return self.gateways[min(self.gateways)].now()
 
     def close(self) -> None:
         for client in self.clients.values():

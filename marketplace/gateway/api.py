@@ -241,29 +241,9 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
         svc: Service, after: Annotated[int, Query(ge=0, lt=2**63)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     ) -> ReleasesResponse:
-        """The node's signed release receipts after `after`, and its anchors."""
-        releases = svc.state.releases_after(after, limit)
-        return ReleasesResponse(
-            node=svc.node.index,
-            address=svc.node.account.address,
-            releases=[
-                ReleaseEntry(
-                    seq=r.seq,
-                    receipt=ReceiptBody(**svc.releaser.receipt_of(r).to_message()),
-                    receiptSignature="0x" + r.signature.hex(),
-                    request=KeyRequestBody(**r.request.to_message()),
-                    requestSignature="0x" + r.request_signature.hex(),
-                )
-                for r in releases
-            ],
-            anchors=[
-                AnchorEntry(
-                    anchorSeq=a.anchor_seq, firstSeq=a.first_seq, lastSeq=a.last_seq,
-                    root="0x" + a.root.hex(), txHash=a.tx_hash,
-                )
-                for a in svc.state.anchors()
-            ],
-        )
+        """The node's signed release receipts after `after`, and the anchors covering
+        them (a page stays bounded however long the node runs)."""
+        return releases_page(svc, after, limit)
 
     @app.get("/v1/health")
     def health(svc: Service) -> JSONResponse:
@@ -289,3 +269,29 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
 
     return app
 
+
+def releases_page(svc: GatewayService, after: int, limit: int) -> ReleasesResponse:
+    """`GET /v1/releases`: entries after `after` with their requests, and their anchors."""
+    releases = svc.state.releases_after(after, limit)
+    anchors = svc.state.anchors_covering(releases[0].seq, releases[-1].seq) if releases else []
+    return ReleasesResponse(
+        node=svc.node.index,
+        address=svc.node.account.address,
+        releases=[
+            ReleaseEntry(
+                seq=r.seq,
+                receipt=ReceiptBody(**svc.releaser.receipt_of(r).to_message()),
+                receiptSignature="0x" + r.signature.hex(),
+                request=KeyRequestBody(**r.request.to_message()),
+                requestSignature="0x" + r.request_signature.hex(),
+            )
+            for r in releases
+        ],
+        anchors=[
+            AnchorEntry(
+                anchorSeq=a.anchor_seq, firstSeq=a.first_seq, lastSeq=a.last_seq,
+                root="0x" + a.root.hex(), txHash=a.tx_hash,
+            )
+            for a in anchors
+        ],
+    )

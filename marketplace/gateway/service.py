@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +43,17 @@ class GatewayService:
     start_block: int = 0
     timing: Timing = field(default_factory=Timing)
     node_urls: dict[int, str] = field(default_factory=dict)
+    #: The clock request expiries are judged by (a development chain that travels in time
+    #: passes its own, see `LocalNetwork`).
+    now: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         self.watcher = ChainWatcher(
             self.market, self.state, confirmations=self.confirmations, start_block=self.start_block
         )
         self.releaser = KeyReleaser(
-            self.market, self.state, self.watcher, self.node, head_ttl=self.timing.head_ttl
+            self.market, self.state, self.watcher, self.node, head_ttl=self.timing.head_ttl,
+            now=self.now,
         )
         self.watcher.on_event = self.releaser.on_event
         self.anchorer = Anchorer(self.releaser, min_batch=self.timing.anchor_min_batch)

@@ -141,13 +141,13 @@ class GatewayState:
     # ---------------------------------------------------------------- cursor and reorgs
 
     def cursor(self) -> Cursor | None:
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             row = tx.one("SELECT block_number, block_hash FROM cursor WHERE id = 1")
         return Cursor(row[0], row[1]) if row else None
 
     def seen_blocks(self) -> list[Cursor]:
         """Recently processed blocks, newest first."""
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             rows = tx.all(
                 "SELECT block_number, block_hash FROM seen_blocks ORDER BY block_number DESC"
             )
@@ -201,7 +201,7 @@ class GatewayState:
         return fresh
 
     def debit(self, debit_id: int) -> IndexedDebit | None:
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             row = tx.one(f"SELECT {_DEBIT_COLUMNS} FROM debits WHERE debit_id = ?", (debit_id,))  # noqa: S608
         return _debit(row) if row else None
 
@@ -209,7 +209,7 @@ class GatewayState:
         self, listing_id: int, *, newest: int | None = None
     ) -> list[IndexedDebit]:
         """The listing's indexed debits, newest first; at most `newest` of them if given."""
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             rows = tx.all(
                 f"SELECT {_DEBIT_COLUMNS} FROM debits WHERE listing_id = ? "  # noqa: S608
                 "ORDER BY debit_id DESC LIMIT ?",
@@ -218,7 +218,7 @@ class GatewayState:
         return [_debit(r) for r in rows]
 
     def version(self, listing_id: int, version: int) -> IndexedVersion | None:
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             row = tx.one(
                 "SELECT listing_id, version, cid, capsule FROM versions "
                 "WHERE listing_id = ? AND version = ?",
@@ -230,7 +230,7 @@ class GatewayState:
         self, listing_id: int, *, newest: int | None = None
     ) -> list[IndexedVersion]:
         """The listing's indexed versions, newest first; at most `newest` of them if given."""
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             rows = tx.all(
                 "SELECT listing_id, version, cid, capsule FROM versions WHERE listing_id = ? "
                 "ORDER BY version DESC LIMIT ?",
@@ -250,7 +250,7 @@ class GatewayState:
     def prepared(self, debit_id: int, version: int, buyer_key: bytes | None = None) -> bytes | None:
         """The share prepared for (debit, version) sealed to `buyer_key` (None: to whichever
         key it was prepared for)."""
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             if buyer_key is None:
                 row = tx.one(
                     "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ?",
@@ -320,7 +320,7 @@ class GatewayState:
     ) -> Release | None:
         """The release of (debit, version) to the buyer key with this hash (None: the
         first release of (debit, version) to any key)."""
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             row = _release_row(tx, debit_id, version, buyer_key_hash)
         return _release(row) if row else None
 
@@ -355,7 +355,7 @@ class GatewayState:
         return release
 
     def releases_after(self, seq: int, limit: int = 1000) -> list[Release]:
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             rows = tx.all(
                 f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
                 (seq, limit),
@@ -365,15 +365,25 @@ class GatewayState:
     # ---------------------------------------------------------------- anchors
 
     def anchors(self) -> list[Anchor]:
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             rows = tx.all(
                 "SELECT anchor_seq, first_seq, last_seq, root, tx_hash FROM anchors "
                 "ORDER BY anchor_seq"
             )
         return [Anchor(r[0], r[1], r[2], bytes.fromhex(r[3]), r[4]) for r in rows]
 
+    def anchors_covering(self, first_seq: int, last_seq: int) -> list[Anchor]:
+        """The anchors whose entries overlap `first_seq..last_seq`, in order."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "SELECT anchor_seq, first_seq, last_seq, root, tx_hash FROM anchors "
+                "WHERE last_seq >= ? AND first_seq <= ? ORDER BY anchor_seq",
+                (first_seq, last_seq),
+            )
+        return [Anchor(r[0], r[1], r[2], bytes.fromhex(r[3]), r[4]) for r in rows]
+
     def last_anchored_seq(self) -> int:
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             row = tx.one("SELECT COALESCE(MAX(last_seq), 0) FROM anchors")
         return int(row[0]) if row else 0
 
@@ -389,13 +399,13 @@ class GatewayState:
 
     def prepared_count(self) -> int:
         """How many sealed shares wait prepared ahead of requests (for `/metrics`)."""
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             row = tx.one("SELECT COUNT(*) FROM prepared")
         return int(row[0]) if row else 0
 
     def last_release_seq(self) -> int:
         """The newest release's sequence number, 0 before the first (for `/metrics`)."""
-        with self.db.transaction() as tx:
+        with self.db.read() as tx:
             row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM releases")
         return int(row[0]) if row else 0
 

@@ -5,8 +5,9 @@ end state (active, consented then revoked, cancelled, rejected, still requested)
 releases by every node, claims, a withdrawal, and every release anchored.
 
 The chain's clock is moved forward (eth-tester time travel) to let escrow accrue, so the
-in-process gateways and the buyers here read time from the chain, as nodes and wallets on a
-live chain read a wall clock that agrees with it: a gateway judging a request's expiry by
+in-process gateways (`LocalNetwork` gives them the chain's clock) and the buyers here read
+time from the chain, as nodes and wallets on a live chain read a wall clock that agrees
+with it: a gateway judging a request's expiry by
 the wall clock, days behind the chain, would release at blocks stamped after the request
 expired (the auditor reports that as `outside_request_window`).
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,14 +47,9 @@ class Scenario:
     buyers: dict[int, LocalAccount] = field(default_factory=dict)
 
     def now(self) -> int:
-        """The chain's time: its latest block's, or the wall clock if that is later."""
-        return max(int(time.time()), self.net.dev.now())
-
-    def follow_chain_clock(self) -> None:
-        """Make the in-process gateways judge expiries by `now` (see the module docstring).
-        GatewayService takes no clock yet, hence its releaser's."""
-        for gateway in self.net.gateways.values():
-            gateway.releaser._now = self.now
+        """The chain's time: its latest block's, or the wall clock if that is later (the
+        clock `LocalNetwork`'s gateways judge expiries by)."""
+        return int(self.net.clock())
 
     def sources(self) -> dict[int, ReleaseLogSource]:
         return {i: HttpReleaseLog(i, client) for i, client in self.net.clients.items()}
@@ -104,7 +99,6 @@ def build_scenario(folder: Path) -> Scenario:
     manual = market.create_listing(owner, price_per_period=2 * PRICE, period_seconds=DAY,
                                    auto_approve=False).value
     s = Scenario(net, owner, auto, manual)
-    s.follow_chain_clock()
     auto_v1 = s.publish(auto, 600_000)        # a dag-pb file of three leaves
     manual_v1 = s.publish(manual, 1_000)      # a single raw block
 

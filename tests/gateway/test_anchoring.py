@@ -169,3 +169,23 @@ def test_anchor_sent_elsewhere_is_recorded_then_new_releases_anchored(
     assert [(e.seq, e.count) for e in events] == [(1, 3), (2, 2)]
     assert service.anchorer.anchor_pending() is None
     assert stack.market.anchor_count(stack.node_accounts[0].address) == 2
+
+
+def test_a_release_page_carries_only_the_anchors_covering_it(stack: Stack, listing: int) -> None:
+    """Every page used to carry every anchor the node ever made: on a long-running node a
+    page would outgrow what a client reads. Now a page names the anchors of its entries."""
+    service = stack.services[1]
+    _release(stack, listing, 2)
+    service.anchorer.anchor_pending()  # entries 1..2
+    _release(stack, listing, 1)
+    service.anchorer.anchor_pending()  # entry 3
+
+    def anchors(**params: int) -> list[tuple[int, int, int]]:
+        page = stack.clients[1].get("/v1/releases", params=params).json()
+        return [(a["anchorSeq"], a["firstSeq"], a["lastSeq"]) for a in page["anchors"]]
+
+    assert anchors() == [(1, 1, 2), (2, 3, 3)]
+    assert anchors(after=0, limit=1) == [(1, 1, 2)]
+    assert anchors(after=1, limit=2) == [(1, 1, 2), (2, 3, 3)]
+    assert anchors(after=2) == [(2, 3, 3)]
+    assert anchors(after=3) == []
