@@ -121,26 +121,23 @@ class KeyClient:
         for index, client in self.nodes.items():
             _ask_in_background(index, client, body, deadline, answers)
         pending = set(self.nodes)
-        try:
-            while pending and len(valid) < need:
-                try:
-                    index, answer = answers.get(timeout=deadline.remaining())
-                except queue.Empty:
-                    break
-                pending.discard(index)
-                try:
-                    if isinstance(answer, GatewayAnswerError):
-                        raise answer
-                    valid[index] = self._verified(
-                        index, answer, buyer_secret, debit_id, ctx, capsule
-                    )
-                    receipts[index] = answer
-                except (GatewayAnswerError, KeyReleaseError) as e:
-                    faults[index] = str(e)
-                    log.warning("key share from node %d refused: %s", index, e)
-        finally:
-            # slow nodes are not needed once t shares are in: they stop at their next read
-            deadline.cancel()
+        # once t shares are in, the slower nodes' threads are left to finish (daemon
+        # threads, bounded by the deadline): cutting them off would close their kept-alive
+        # connections, and the next fetch would pay to reopen them
+        while pending and len(valid) < need:
+            try:
+                index, answer = answers.get(timeout=deadline.remaining())
+            except queue.Empty:
+                break
+            pending.discard(index)
+            try:
+                if isinstance(answer, GatewayAnswerError):
+                    raise answer
+                valid[index] = self._verified(index, answer, buyer_secret, debit_id, ctx, capsule)
+                receipts[index] = answer
+            except (GatewayAnswerError, KeyReleaseError) as e:
+                faults[index] = str(e)
+                log.warning("key share from node %d refused: %s", index, e)
         if len(valid) < need:
             for index in pending:
                 faults[index] = f"timed out (no complete answer within {self.timeout:g} s)"
@@ -174,20 +171,13 @@ class GatewayAnswerError(MarketplaceError):
 
 @dataclass(slots=True)
 class Deadline:
-    """When a fetch must be over (`time.monotonic()` seconds); cancelled early once the
-    fetch has what it needs."""
+    """When a fetch must be over (`time.monotonic()` seconds)."""
 
     at: float
-    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def remaining(self) -> float:
-        """Seconds left, 0 once passed or cancelled."""
-        if self.cancelled.is_set():
-            return 0.0
+        """Seconds left, 0 once passed."""
         return max(self.at - time.monotonic(), 0.0)
-
-    def cancel(self) -> None:
-        self.cancelled.set()
 
 
 def _ask_in_background(

@@ -83,13 +83,17 @@ class HotReads:
         """The hash of block `number`, None if the chain has no such block (yet)."""
         return self._hash_of(self._call("eth_getBlockByNumber", [hex(number), False]))
 
-    def latest_block(self) -> tuple[int, str]:
-        """The latest block's number and hash, in one call."""
-        block = self._call("eth_getBlockByNumber", ["latest", False])
+    def header(self, number: int | None = None) -> tuple[int, str, str] | None:
+        """(number, hash, parent hash) of block `number` (None: the latest), in one call;
+        None if the chain has no such block (yet)."""
+        tag = "latest" if number is None else hex(number)
+        block = self._call("eth_getBlockByNumber", [tag, False])
         block_hash = self._hash_of(block)
         if block_hash is None:
-            raise ChainError(f"chain node {self._endpoint} has no latest block")
-        return _quantity(block.get("number"), "block number"), block_hash
+            return None
+        parent = self._hash_of({"hash": block.get("parentHash")})
+        assert parent is not None
+        return _quantity(block.get("number"), "block number"), block_hash, parent
 
     def _hash_of(self, block: Any) -> str | None:
         if block is None:

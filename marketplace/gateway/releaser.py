@@ -306,10 +306,11 @@ class KeyReleaser:
     def _confirm_debit(self, debit: IndexedDebit, head: Head) -> None:
         """Refuse unless, at the confirmed head, the debit's buyer and listing are the
         indexed ones and the block of its indexed `DebitRequested` log is still canonical
-        (so is the buyer key read from that log). Remembered while the head stays."""
+        (so is the buyer key read from that log). Remembered while the chain only grows
+        on top of the head it was confirmed at (forgotten at any other head change)."""
         remembered = (debit.debit_id, debit.buyer_key)
         with self._lock:
-            if self._head == head and remembered in self._confirmed:
+            if remembered in self._confirmed:  # cleared unless the chain only grew
                 return
         listing_id, buyer, log_block_hash = self._debit_at(debit, head)
         if buyer.lower() != debit.buyer.lower():
@@ -419,8 +420,9 @@ class KeyReleaser:
         if not self.entitled(debit_id, version_number, head):
             return False
         try:
+            self._confirm_debit(debit, head)  # ahead too: a first release then needs no read
             sealed = self._seal(debit, version)
-        except UnboundCapsule as e:
+        except ReleaseRefused as e:
             log.warning("not preparing a share: %s", e.message)
             return False
         self.state.store_prepared(debit_id, version_number, debit.buyer_key, sealed, block_number)
@@ -461,26 +463,38 @@ class KeyReleaser:
             if fresh is not None and fresh.number >= at_least:
                 return fresh
             clock = time.monotonic()
-            number, block_hash = self._read_head()
+            number, block_hash, parent = self._read_head()
             head = Head(number, block_hash, clock)
             with self._lock:
-                if self._head is None or (number, block_hash) != (
-                    self._head.number, self._head.hash
-                ):
+                old = self._head
+                if old is None or (number, block_hash) != (old.number, old.hash):
                     self._entitled.clear()
-                    self._confirmed.clear()
+                    # confirmed debits stay confirmed when the new head is the old one's
+                    # child: every block under the old head is still canonical
+                    if old is None or parent is None or (number, parent) != (
+                        old.number + 1, old.hash
+                    ):
+                        self._confirmed.clear()
                 self._head = head
             return head
 
-    def _read_head(self) -> tuple[int, str | None]:
+    def _read_head(self) -> tuple[int, str | None, str | None]:
+        """(number, hash, parent hash) of the confirmed head; hashes None before the first
+        block, the parent None where it is not read (the embedded chain)."""
         if self._reads is None:
             head = self.watcher.reader.confirmed_head()
-            return head, self.watcher.block_hash(head) if head >= 0 else None
+            return head, self.watcher.block_hash(head) if head >= 0 else None, None
         confirmations = self.watcher.reader.confirmations
-        if confirmations == 0:  # number and hash in one round trip
-            return self._reads.latest_block()
-        head = self._reads.block_number() - confirmations
-        return head, self._reads.block_hash(head) if head >= 0 else None
+        if confirmations == 0:  # number, hash and parent in one round trip
+            header = self._reads.header()
+        else:
+            number = self._reads.block_number() - confirmations
+            header = self._reads.header(number) if number >= 0 else None
+            if header is None:
+                return number, None, None
+        if header is None:
+            raise ChainError("the chain node has no latest block")
+        return header
 
     def entitled(self, debit_id: int, version: int, head: Head) -> bool:
         """`isEntitled` in the confirmed head's block, asked by its hash (EIP-1898) and

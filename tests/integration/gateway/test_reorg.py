@@ -166,3 +166,37 @@ def test_entitlement_is_asked_by_block_hash_not_number(stack: Stack) -> None:
         answer = None  # block B is gone: the node fails closed and remembers nothing
     assert answer is not True
     assert releaser.handle_from_memory(*_request(stack, debit_id)) is None
+
+
+def test_a_confirmed_debit_is_read_again_only_after_a_reorg(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing a share confirms its debit ahead; the confirmation holds while the chain
+    only grows on top of the head it was made at (each new head's parent is the last one),
+    and is made again after anything else."""
+    listing = stack.listing(auto_approve=True)
+    stack.publish(listing)
+    first, second = stack.debit(listing), stack.debit(listing)
+    stack.sync()  # prepares both: confirms both
+    releaser = stack.services[1].releaser
+    reads = releaser._reads
+    assert reads is not None
+    confirmed: list[int] = []
+    real = reads.debit_owner_and_block
+
+    def counted(debit_id: int, block_hash: str, log_block: int | None) -> object:
+        confirmed.append(debit_id)
+        return real(debit_id, block_hash, log_block)
+
+    monkeypatch.setattr(reads, "debit_owner_and_block", counted)
+    stack.dev.mine(1)  # a child of the head the debits were confirmed at
+    assert stack.ask(1, stack.body(first, 1)).status_code == 200
+    assert confirmed == []
+    snapshot = stack.dev.snapshot()
+    stack.dev.mine(1)
+    assert releaser.head().number == stack.market.w3.eth.block_number  # seen by the node
+    stack.dev.revert(snapshot)
+    stack.debit(listing)  # a reorg: another block (a transaction in it) at that height...
+    stack.dev.mine(1)  # ...and one more on top
+    assert stack.ask(1, stack.body(second, 1)).status_code == 200
+    assert confirmed == [second]
