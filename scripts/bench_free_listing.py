@@ -165,9 +165,10 @@ def main() -> int:
                 capsule = make_capsule(DataKey.generate(), ctx, public.committee_key)
                 market.publish_version(who, listing, cid, capsule.to_bytes())
 
-        urls, pid = stack.enter_context(
+        urls, pids = stack.enter_context(
             gateways(rpc, market.address, folder, 1, pin=args.pin)
         )
+        pid = pids[1]
         url = urls[1]
         node = stack.enter_context(httpx.Client(base_url=url, timeout=60))
         first_release_ms(node, market, buyer, secret, domain, paid)  # warm-up

@@ -19,7 +19,7 @@ For each committee (2-of-3 and 3-of-5 by default) it measures:
 
 Next to requests/s it reports the worker's CPU time per request (user + system, all its
 threads, from /proc): what a request costs on a core of its own, much steadier than
-requests/s on a shared machine. Before each load it waits until node 1 is idle (events
+requests/s on a shared machine. Before each load it waits until every node is idle (events
 indexed, shares prepared).
 
 `--pin` puts the measured worker alone on CPU 1 and this process, anvil and the other
@@ -110,9 +110,9 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 @contextmanager
 def gateways(
     rpc: str, market: str, folder: Path, n: int, *, pin: bool
-) -> Iterator[tuple[dict[int, str], int]]:
+) -> Iterator[tuple[dict[int, str], dict[int, int]]]:
     """Start n gateway processes (node 1 alone on SERVER_CPU with `pin`); yield
-    (index -> URL, node 1's process id)."""
+    (index -> URL, index -> process id)."""
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     urls = {}
@@ -142,7 +142,7 @@ def gateways(
                 os.sched_setaffinity(0, mine)
         for i, url in urls.items():
             _wait_healthy(url, procs[i - 1], folder / f"gw-{i}.log")
-        yield urls, procs[0].pid
+        yield urls, {i: proc.pid for i, proc in enumerate(procs, start=1)}
     finally:
         for proc in procs:
             stop_process_group(proc)
@@ -300,8 +300,12 @@ def bench(n: int, t: int, args: argparse.Namespace) -> dict[str, float]:
         debit = open_debit()
         fresh_debits = [open_debit() for _ in range(args.first_releases)]
 
-        urls, pid = stack.enter_context(gateways(rpc, market.address, folder, n, pin=args.pin))
-        _wait_idle(urls[1], pid)
+        urls, pids = stack.enter_context(
+            gateways(rpc, market.address, folder, n, pin=args.pin)
+        )
+        pid = pids[1]
+        for i, url in urls.items():  # a node still preparing would slow the releases timed
+            _wait_idle(url, pids[i])
         clients = {
             i: stack.enter_context(httpx.Client(base_url=u, timeout=10)) for i, u in urls.items()
         }
