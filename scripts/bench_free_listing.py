@@ -41,18 +41,17 @@ from pathlib import Path
 
 import httpx
 import nacl.bindings as sodium
-from eth_abi import encode
+from eth_abi.abi import encode
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 
 from marketplace.chain.market import MarketClient
-from marketplace.chain.provider import DevChain, connect
-from marketplace.chain.types import Committee
-from marketplace.committee import KdfStrength, create_committee, write_committee
+from marketplace.chain.provider import connect
 from marketplace.eip712 import Eip712Domain, KeyRequest, sign
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.keyrelease.capsule import CapsuleContext, make_capsule
-from scripts.bench_gateway import CLIENT_CPU, PASSPHRASE, SERVER_CPU, gateways, percentile
+from scripts.bench_gateway import CLIENT_CPU, SERVER_CPU, deployed_market, gateways, percentile
 from scripts.bench_gateway import process_cpu_seconds as cpu_seconds
 from scripts.servers.anvil import start_anvil
 from storage.keys import DataKey
@@ -87,7 +86,7 @@ most about 50 waiting in the mempool at a time."""
 
 
 def first_release_ms(
-    node: httpx.Client, market: MarketClient, buyer: Account, secret: BuyerSecretKey,
+    node: httpx.Client, market: MarketClient, buyer: LocalAccount, secret: BuyerSecretKey,
     domain: Eip712Domain, listing: int,
 ) -> float:
     """Open a debit, then time node 1's first release of version 1 to it (the request is
@@ -117,6 +116,12 @@ def first_release_ms(
             sys.exit("honest request not served within 60 s")
 
 
+def _show_log_on_failure(log_file: Path) -> None:
+    """On the way out of a failed run, the node's last log lines (before its folder goes)."""
+    if sys.exc_info()[0] is not None and log_file.exists():
+        print(log_file.read_text(errors="replace")[-3000:], file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--debits", type=int, default=10_000, help="attacker's free debits")
@@ -135,20 +140,8 @@ def main() -> int:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         rpc = stack.enter_context(start_anvil())
         w3 = connect(rpc)
-        dev = DevChain(w3)
-        public, key_files = create_committee(
-            3, 2, PASSPHRASE, strength=KdfStrength.INTERACTIVE, urls=None
-        )
-        write_committee(folder, public, key_files)
         deployer, owner, buyer, attacker = (Account.create() for _ in range(4))
-        for address in (deployer.address, owner.address, buyer.address, attacker.address):
-            dev.fund(address, 1000 * ETHER)
-        committee = Committee(
-            committee_key=public.committee_key.to_bytes(), threshold=2,
-            nodes=tuple(node.address for node in public.nodes),
-            share_keys=tuple(node.share_key.to_bytes() for node in public.nodes),
-        )
-        market = MarketClient.deploy(w3, deployer, committee).value
+        public, market = deployed_market(w3, folder, 3, 2, [deployer, owner, buyer, attacker])
         domain = Eip712Domain(market.chain_id, market.address)
         secret = BuyerSecretKey.from_account(buyer, domain)
         free = market.create_listing(
@@ -182,6 +175,7 @@ def main() -> int:
         attack.start()
         honest: list[float] = []
         rpc_ms: list[float] = []  # what one chain read costs meanwhile: the node makes several
+        stack.callback(_show_log_on_failure, folder / "gw-1.log")
         while attack.is_alive() or len(honest) < 20:
             honest.append(first_release_ms(node, market, buyer, secret, domain, paid))
             start = time.perf_counter()
@@ -200,7 +194,7 @@ def main() -> int:
                 if "duration_seconds_bucket" in line and "released" in line:
                     print(line)
         time.sleep(3)  # let background preparation finish before counting rows
-        cpu = cpu_seconds(pid) - cpu_before
+        cpu_used = cpu_seconds(pid) - cpu_before
         with sqlite3.connect(folder / "gw-1.db") as db:
             rows = db.execute("SELECT COUNT(*) FROM prepared").fetchone()[0]
             releases = db.execute("SELECT COUNT(*) FROM releases").fetchone()[0]
@@ -217,7 +211,7 @@ def main() -> int:
     print(f"| {Path.cwd().name} | {len(honest)} | {statistics.median(honest):.1f} ms "
           f"| {percentile(honest, 0.95):.1f} ms | {honest[-1]:.1f} ms "
           f"| {percentile(sorted(after), 0.95):.1f} ms | {flood_seconds:.0f} s "
-          f"| {indexed_seconds:.0f} s | {cpu:.0f} s | {rows:,} |")
+          f"| {indexed_seconds:.0f} s | {cpu_used:.0f} s | {rows:,} |")
     return 0
 
 

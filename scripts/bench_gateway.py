@@ -54,11 +54,17 @@ from urllib.parse import urlsplit
 import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.chain.types import Committee
-from marketplace.committee import KdfStrength, create_committee, write_committee
+from marketplace.committee import (
+    KdfStrength,
+    PublicCommittee,
+    create_committee,
+    write_committee,
+)
 from marketplace.eip712 import Eip712Domain, KeyRequest, sign
 from marketplace.keyclient import KeyClient
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
@@ -183,6 +189,26 @@ def _wait_idle(url: str, pid: int, timeout: float = 300.0) -> None:
     sys.exit(f"gateway at {url} still busy after {timeout}s")
 
 
+def deployed_market(
+    w3: Web3, folder: Path, n: int, t: int, accounts: Sequence[LocalAccount]
+) -> tuple[PublicCommittee, MarketClient]:
+    """A fresh t-of-n committee's files in `folder` and a market deployed for it by
+    `accounts[0]`; every account and every node's address funded."""
+    public, key_files = create_committee(
+        n, t, PASSPHRASE, strength=KdfStrength.INTERACTIVE, urls=None
+    )
+    write_committee(folder, public, key_files)
+    dev = DevChain(w3)
+    for address in (*(a.address for a in accounts), *(node.address for node in public.nodes)):
+        dev.fund(address, 1000 * ETHER)
+    committee = Committee(
+        committee_key=public.committee_key.to_bytes(), threshold=t,
+        nodes=tuple(node.address for node in public.nodes),
+        share_keys=tuple(node.share_key.to_bytes() for node in public.nodes),
+    )
+    return public, MarketClient.deploy(w3, accounts[0], committee).value
+
+
 # ---------------------------------------------------------------------------- load
 
 
@@ -266,21 +292,8 @@ def bench(n: int, t: int, args: argparse.Namespace) -> dict[str, float]:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         rpc = stack.enter_context(start_anvil())
         w3 = connect(rpc)
-        dev = DevChain(w3)
-        public, key_files = create_committee(
-            n, t, PASSPHRASE, strength=KdfStrength.INTERACTIVE, urls=None
-        )
-        write_committee(folder, public, key_files)
         deployer, owner, buyer = (Account.create() for _ in range(3))
-        for address in (deployer.address, owner.address, buyer.address,
-                        *(node.address for node in public.nodes)):
-            dev.fund(address, 1000 * ETHER)
-        committee = Committee(
-            committee_key=public.committee_key.to_bytes(), threshold=t,
-            nodes=tuple(node.address for node in public.nodes),
-            share_keys=tuple(node.share_key.to_bytes() for node in public.nodes),
-        )
-        market = MarketClient.deploy(w3, deployer, committee).value
+        public, market = deployed_market(w3, folder, n, t, [deployer, owner, buyer])
         domain = Eip712Domain(market.chain_id, market.address)
         buyer_secret = BuyerSecretKey.from_account(buyer, domain)
         listing = market.create_listing(
