@@ -10,14 +10,14 @@ events, mid-anchoring or mid-start-up). While it is down the chain moves on: ver
 published, debits opened, consents given. After the last kill a final life catches up.
 
 What must hold then: the release log's sequence is 1..N with each (debit, version) once;
-every share a buyer was ever answered with is in the log unchanged (nothing handed out
-was lost) and is answered again identically; a request nonce answered before a kill is
-refused after the restart; every receipt is signed by the node and its share opens and
-verifies for the buyer; the anchors on-chain are exactly the log's (no anchor lost or
-sent twice) and their roots are the Merkle roots of the receipts; every chain log is
-indexed exactly once and the cursor is on the chain, at or past the head; the events of
-the downtime are served. The random delays come from a fixed seed, so a run can be
-replayed (timing still varies with the machine).
+every share a buyer was ever answered with is in the log unchanged (nothing handed out was
+lost) and is answered again identically; a request answered before a kill is answered again,
+identically, after the restart, and its nonce in another request is refused; every receipt
+is signed by the node and its share opens and verifies for the buyer; the anchors on-chain
+are exactly the log's (no anchor lost or sent twice) and their roots are the Merkle roots of
+the receipts; every chain log is indexed exactly once and the cursor is on the chain, at or
+past the head; the events of the downtime are served. The random delays come from a fixed
+seed, so a run can be replayed (timing still varies with the machine).
 """
 
 from __future__ import annotations
@@ -274,10 +274,19 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     try:
         for cycle in range(cycles):
             node.start()
-            # a nonce answered in an earlier life stays used across the crash
+            # a nonce answered in an earlier life stays used across the crash: the same
+            # request is answered again, identically; the nonce in another request is not
             for earlier in answered[-3:]:
                 again = httpx.post(f"{node.url}/v1/keys", json=earlier.body, timeout=10)
-                assert (again.status_code, again.json()["code"]) == (409, "nonce_reused")
+                assert again.status_code == 200, again.text
+                assert again.json()["sealedShare"] == earlier.sealed_share
+                request = earlier.body["request"]
+                other = stack.body(  # the buyer's own signature over another request
+                    *earlier.pair, nonce=bytes.fromhex(request["nonce"][2:]),
+                    expiry=request["expiry"] - 1,
+                )
+                replay = httpx.post(f"{node.url}/v1/keys", json=other, timeout=10)
+                assert (replay.status_code, replay.json()["code"]) == (409, "nonce_reused")
                 replays_refused += 1
             with Buyers(market, node.url, rng) as buyers:
                 time.sleep(rng.uniform(*KILL_WINDOW))
