@@ -114,17 +114,13 @@ class HotReads:
             raise ChainError(f"chain node {self._endpoint} answered isEntitled with 0x{word.hex()}")
         return word[31] == 1
 
-    def debit_owner(self, debit_id: int, block_hash: str) -> tuple[int, str]:
-        """(listingId, buyer) of `getDebit(debitId)` in the block with this hash; reverts
-        (UnknownDebit) as ChainError subclasses."""
-        listing_id, buyer, _ = self.debit_owner_and_block(debit_id, block_hash, None)
-        return listing_id, buyer
-
     def debit_owner_and_block(
         self, debit_id: int, block_hash: str, log_block: int | None
     ) -> tuple[int, str, str | None]:
-        """`debit_owner` and the hash of block `log_block` (None: not asked), in one
-        round trip (a JSON-RPC batch): what a first release confirms."""
+        """(listingId, buyer) of `getDebit(debitId)` in the block with this hash (reverts,
+        e.g. UnknownDebit, as ChainError subclasses) and the hash of block `log_block`
+        (None: not asked), in one round trip (a JSON-RPC batch): what a first release
+        confirms."""
         data = _GET_DEBIT + debit_id.to_bytes(32, "big")
         calls: list[tuple[str, list[Any]]] = [
             ("eth_call", [{"to": self._market, "data": "0x" + data.hex()},

@@ -430,10 +430,6 @@ class KeyReleaser:
 
     # ------------------------------------------------------------ chain reads
 
-    def confirmed_head(self) -> int:
-        """The confirmed head's number (see `head`)."""
-        return self.head().number
-
     def head(self, *, at_least: int = -1) -> Head:
         """Latest block minus the confirmation depth, cached for `head_ttl` seconds (read
         again if the cached one is below `at_least`).

@@ -48,10 +48,12 @@ def test_reads_match_web3(anvil_url: str) -> None:
     # getDebit's listing and buyer, and debitCount, as web3 reads them
     for debit in (entitled, waiting):
         on_chain = market.debit(debit, block=head)
-        listing_id, buyer = reads.debit_owner(debit, head_hash)
+        listing_id, buyer, log_hash = reads.debit_owner_and_block(debit, head_hash, head)
         assert (listing_id, buyer.lower()) == (on_chain.listing_id, on_chain.buyer.lower())
+        assert log_hash == head_hash
+        assert reads.debit_owner_and_block(debit, head_hash, None)[2] is None
     with pytest.raises(UnknownDebit):
-        reads.debit_owner(waiting, before)
+        reads.debit_owner_and_block(waiting, before, head)
     assert reads.debit_count() == market.debit_count() == waiting
 
 
