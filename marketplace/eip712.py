@@ -28,6 +28,12 @@ DOMAIN_NAME = "DataDebit"
 DOMAIN_VERSION = "1"
 ENCRYPTION_KEY_PURPOSE = "datadebit buyer encryption key v1"
 SIGNATURE_SIZE = 65
+#: How far ahead of a gateway's clock a `KeyRequest`'s expiry may be (DESIGN §5): the
+#: gateway refuses more, the auditor dates a receipt inside this window.
+MAX_REQUEST_LIFETIME = 600
+#: The committee epoch a `ReleaseReceipt` names while there is only the committee fixed at
+#: deployment (DESIGN §9 adds epochs on chain).
+FIRST_EPOCH = 1
 
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = _SECP256K1_N // 2

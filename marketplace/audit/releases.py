@@ -30,6 +30,8 @@ from marketplace.audit.report import CheckRun
 from marketplace.chain.errors import ContractRevert
 from marketplace.chain.types import Committee
 from marketplace.eip712 import (
+    FIRST_EPOCH,
+    MAX_REQUEST_LIFETIME,
     Eip712Domain,
     KeyRequest,
     MalformedSignature,
@@ -47,7 +49,7 @@ REQUESTS = "release requests"
 MAX_PENDING_AGE = 256
 
 #: How far ahead of a gateway's clock a request's expiry may be (DESIGN §5: 10 minutes).
-REQUEST_WINDOW = 600
+REQUEST_WINDOW = MAX_REQUEST_LIFETIME
 
 #: Default seconds a gateway's confirmed head may trail its clock when it releases (the
 #: confirmations' worth of blocks plus the time since the latest one): 12 confirmations of
@@ -55,7 +57,7 @@ REQUEST_WINDOW = 600
 MAX_LAG = 600
 
 #: The only committee epoch so far: the committee fixed at deployment (DESIGN §9 adds more).
-EPOCH = 1
+EPOCH = FIRST_EPOCH
 
 
 @dataclass(frozen=True, slots=True)

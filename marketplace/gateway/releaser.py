@@ -30,6 +30,8 @@ from marketplace.chain.hot_reads import HotReads
 from marketplace.chain.market import MarketClient
 from marketplace.committee import NodeKey
 from marketplace.eip712 import (
+    FIRST_EPOCH,
+    MAX_REQUEST_LIFETIME,
     Eip712Domain,
     KeyRequest,
     MalformedSignature,
@@ -49,11 +51,11 @@ from marketplace.keyrelease.share import make_sealed_share
 log = logging.getLogger(__name__)
 
 #: A request may not be valid for longer than this (DESIGN §5).
-MAX_EXPIRY_AHEAD = 600
+MAX_EXPIRY_AHEAD = MAX_REQUEST_LIFETIME
 #: Checked capsules remembered (a proof check costs two scalar multiplications).
 _CAPSULE_CACHE_SIZE = 4096
-#: The committee epoch whose shares this node holds: 1, the committee fixed at deployment.
-COMMITTEE_EPOCH = 1
+#: The committee epoch whose shares this node holds: the committee fixed at deployment.
+COMMITTEE_EPOCH = FIRST_EPOCH
 #: The largest id the state's BIGINT columns hold; no debit has a larger one.
 MAX_DEBIT_ID = 2**63 - 1
 #: Ahead-of-time work per chain event: the newest versions of a listing for a new debit,
