@@ -10,6 +10,7 @@ step and buyers read: `{"threshold", "committeeKey", "nodes": [{"index", "addres
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.exceptions
+import nacl.public
 import nacl.pwhash
 import nacl.secret
 import nacl.utils
@@ -40,8 +42,22 @@ from marketplace.keyrelease import (
 )
 
 COMMITTEE_FILE = "committee.json"
+NODE_X25519_TAG = b"datadebit/node-x25519/v1"
 NODE_KEY_FORMAT = "datadebit-node-key/v1"
 _argon2id = nacl.pwhash.argon2id
+
+
+def node_encryption_secret(account: LocalAccount) -> nacl.public.PrivateKey:
+    """The node's X25519 key for ceremony messages (shares sealed to it), derived from its
+    Ethereum key so that a node key file keeps one secret: a keyed BLAKE2b is a PRF, so the
+    two keys are independent for anyone without the Ethereum key."""
+    secret = hashlib.blake2b(bytes(account.key), key=NODE_X25519_TAG, digest_size=32).digest()
+    return nacl.public.PrivateKey(secret)
+
+
+def node_encryption_key(account: LocalAccount) -> bytes:
+    """The public half of `node_encryption_secret`: what a roster lists for the node."""
+    return bytes(node_encryption_secret(account).public_key)
 
 
 def node_key_file_name(index: int) -> str:
