@@ -10,7 +10,12 @@ from collections.abc import Iterable
 
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.keyrelease.capsule import Capsule, CapsuleContext, open_capsule
-from marketplace.keyrelease.errors import DuplicateShare, NotEnoughShares, ShareForAnotherCapsule
+from marketplace.keyrelease.errors import (
+    DuplicateShare,
+    MixedEpochShares,
+    NotEnoughShares,
+    ShareForAnotherCapsule,
+)
 from marketplace.keyrelease.group import IDENTITY
 from marketplace.keyrelease.keys import CommitteeKeys
 from marketplace.keyrelease.shamir import lagrange_coefficients
@@ -24,15 +29,19 @@ def combine(
     ctx: CapsuleContext,
     shares: Iterable[VerifiedKeyShare],
 ) -> DataKey:
-    """The DEK from at least t verified shares of distinct committee nodes.
+    """The DEK from at least t verified shares of distinct nodes of `committee`'s epoch.
 
-    Uses the t lowest indices when given more. Raises NotEnoughShares, DuplicateShare,
-    UnknownNode, ShareForAnotherCapsule, or CapsuleOpenFailed (wrong context).
+    Uses the t lowest indices when given more. Raises MixedEpochShares (a share verified
+    under another epoch: its index and Y_i mean nothing in this one), NotEnoughShares,
+    DuplicateShare, UnknownNode, ShareForAnotherCapsule, or CapsuleOpenFailed (wrong
+    context).
     """
     by_index: dict[int, VerifiedKeyShare] = {}
     for share in shares:
         if not isinstance(share, VerifiedKeyShare):
             raise TypeError("combine takes only VerifiedKeyShare (see KeyShare.verify)")
+        if share.epoch != committee.epoch:
+            raise MixedEpochShares(share.index, share.epoch, committee.epoch)
         expected_key = committee.share_key(share.index).point
         if share.index in by_index:
             raise DuplicateShare(share.index)

@@ -176,3 +176,20 @@ class ShareForAnotherCapsule(KeyReleaseError, ValueError):
     def __init__(self, node_index: int) -> None:
         self.node_index = node_index
         super().__init__(f"node {node_index}'s share was verified for another capsule or committee")
+
+
+class MixedEpochShares(KeyReleaseError, ValueError):
+    """A share verified under one committee epoch was given to combine for another.
+
+    A reshare keeps Y but re-deals every share on a new polynomial (and may renumber the
+    nodes), so Lagrange over shares of two epochs gives garbage: refuse before combining.
+    """
+
+    def __init__(self, node_index: int, share_epoch: int, committee_epoch: int) -> None:
+        self.node_index = node_index
+        self.share_epoch = share_epoch
+        self.committee_epoch = committee_epoch
+        super().__init__(
+            f"node {node_index}'s share was verified in committee epoch {share_epoch}, "
+            f"not in epoch {committee_epoch} being combined"
+        )

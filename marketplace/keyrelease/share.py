@@ -51,15 +51,23 @@ def _challenge(y_i: Point, r: Point, d_i: Point, a1: Point, a2: Point) -> Scalar
 
 
 class VerifiedKeyShare:
-    """A share whose proof checked out, for one capsule and one share key.
+    """A share whose proof checked out, for one capsule and one share key of one epoch.
 
-    Only `KeyShare.verify` makes these; `combine` accepts nothing else.
+    Only `KeyShare.verify` makes these; `combine` accepts nothing else, and only with the
+    committee of the epoch the share was verified under (indices and Y_i change between
+    epochs, so shares of two epochs never interpolate to Z).
     """
 
-    __slots__ = ("capsule_r", "d_point", "index", "share_key")
+    __slots__ = ("capsule_r", "d_point", "epoch", "index", "share_key")
 
     def __init__(
-        self, index: NodeIndex, d_point: Point, share_key: Point, capsule_r: Point, _token: object
+        self,
+        index: NodeIndex,
+        d_point: Point,
+        share_key: Point,
+        capsule_r: Point,
+        epoch: int,
+        _token: object,
     ) -> None:
         if _token is not _VERIFIED:
             raise TypeError("a VerifiedKeyShare comes only from KeyShare.verify")
@@ -67,9 +75,10 @@ class VerifiedKeyShare:
         self.d_point = d_point
         self.share_key = share_key
         self.capsule_r = capsule_r
+        self.epoch = epoch
 
     def __repr__(self) -> str:
-        return f"VerifiedKeyShare(node={self.index})"
+        return f"VerifiedKeyShare(node={self.index}, epoch={self.epoch})"
 
 
 _VERIFIED = object()
@@ -117,7 +126,8 @@ class KeyShare:
         )
 
     def verify(self, share_key: ShareKey, capsule: Capsule | BoundCapsule) -> VerifiedKeyShare:
-        """Check the proof against Y_i (from the contract) and the capsule's R.
+        """Check the proof against Y_i (from the contract) and the capsule's R; the result
+        carries `share_key.epoch`, the committee epoch it is valid in.
 
         Raises InvalidShareProof naming the node, or ShareKeyMismatch if `share_key`
         belongs to another node.
@@ -130,7 +140,9 @@ class KeyShare:
         a2 = r * z - self.d_point * c
         if _challenge(share_key.point, r, self.d_point, a1, a2) != c:
             raise InvalidShareProof(self.index)
-        return VerifiedKeyShare(self.index, self.d_point, share_key.point, r, _VERIFIED)
+        return VerifiedKeyShare(
+            self.index, self.d_point, share_key.point, r, share_key.epoch, _VERIFIED
+        )
 
 
 def make_key_share(

@@ -73,6 +73,7 @@ def test_the_dealt_committee_holds_no_secret_but_the_shares() -> None:
         "threshold",
         "committee_key",
         "share_keys",
+        "epoch",
     }
     assert "<secret>" in repr(dealt)
 

@@ -198,7 +198,7 @@ def test_index_zero_and_wrong_length_are_malformed(key_share: KeyShare) -> None:
 def test_verified_shares_come_only_from_verify(key_share: KeyShare) -> None:
     with pytest.raises(TypeError):
         VerifiedKeyShare(
-            key_share.index, key_share.d_point, key_share.d_point, key_share.d_point, object()
+            key_share.index, key_share.d_point, key_share.d_point, key_share.d_point, 1, object()
         )
 
 
