@@ -2,8 +2,12 @@
 
 One wallet-signed `KeyRequest` goes to all nodes in parallel (each node keeps its own
 nonce log, so one signature serves all). Each answer is opened with the buyer's X25519
-key and its DLEQ proof checked against Y_i from the contract; a node whose share fails
-is named, never used. With fewer than t valid shares the error lists every node's fault.
+key and its DLEQ proof checked against Y_i of the committee epoch its receipt names (a
+gateway answers with the share of the epoch in force at its confirmed head, so around a
+reshare nodes may answer from two epochs); a node whose share fails, or names an epoch
+the chain does not know, is named, never used. Shares combine only within one epoch
+(newest first); with fewer than t valid shares of any epoch the error lists every
+node's fault.
 
 A fetch has one deadline (`timeout` seconds from its start), not a timeout per read: a
 gateway that trickles its answer a byte at a time cannot hold the buyer past it. The
@@ -25,18 +29,19 @@ import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpcore
 import httpx
 from eth_account.signers.local import LocalAccount
 
-from marketplace.eip712 import Eip712Domain, KeyRequest, sign
+from marketplace.chain.types import Committee
+from marketplace.eip712 import FIRST_EPOCH, Eip712Domain, KeyRequest, sign
 from marketplace.errors import MarketplaceError
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.keyrelease.capsule import Capsule, CapsuleContext
 from marketplace.keyrelease.combine import combine
-from marketplace.keyrelease.errors import KeyReleaseError
-from marketplace.keyrelease.keys import CommitteeKeys
+from marketplace.keyrelease.keys import MAX_EPOCH, CommitteeKeys
 from marketplace.keyrelease.share import VerifiedKeyShare, open_sealed_share
 from storage.keys import DataKey
 
@@ -49,29 +54,136 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class KeyFetchFailed(MarketplaceError):
-    """Fewer than t gateways gave a valid share; `faults` says what each node did."""
+    """Fewer than t gateways gave a valid share; `faults` says what each node did.
 
-    def __init__(self, have: int, need: int, faults: Mapping[int, str]) -> None:
+    `have`/`need` are for the epoch that came closest (the newest among equals);
+    `by_epoch` gives every epoch's (valid shares, threshold) when shares of more than one
+    epoch came back.
+    """
+
+    def __init__(
+        self,
+        have: int,
+        need: int,
+        faults: Mapping[int, str],
+        by_epoch: Mapping[int, tuple[int, int]] | None = None,
+    ) -> None:
         self.have = have
         self.need = need
         self.faults = dict(faults)
+        self.by_epoch = dict(by_epoch or {})
         detail = "; ".join(f"node {i}: {why}" for i, why in sorted(self.faults.items()))
-        super().__init__(f"got {have} valid key shares, need {need} ({detail or 'no answers'})")
+        epochs = ""
+        if len(self.by_epoch) > 1:
+            epochs = " per committee epoch: " + ", ".join(
+                f"epoch {e} {got} of {t}" for e, (got, t) in sorted(self.by_epoch.items())
+            ) + ";"
+        super().__init__(
+            f"got {have} valid key shares, need {need} ({epochs}{detail or 'no answers'})"
+        )
+
+
+class UnknownCommitteeEpoch(MarketplaceError, LookupError):
+    """A gateway answered for a committee epoch the chain has not finalized (or that the
+    buyer's resolver does not know)."""
+
+    def __init__(self, epoch: int, current: int | None = None) -> None:
+        self.epoch = epoch
+        self.current = current
+        known = f" (the current epoch is {current})" if current is not None else ""
+        super().__init__(f"share for committee epoch {epoch}, not a finalized epoch "
+                         f"this client knows{known}")
+
+
+CommitteeResolver = Callable[[int], CommitteeKeys]
+"""`committee_for(epoch)`: the public keys of a finalized committee epoch, or raises
+`UnknownCommitteeEpoch`."""
+
+
+class _FinalizedEpoch(Protocol):
+    @property
+    def committee(self) -> Committee: ...
+
+
+class EpochReader(Protocol):
+    """What `ChainCommittees` reads; `MarketClient` is one."""
+
+    def current_epoch(self) -> int: ...
+
+    def committee_at(self, epoch: int) -> _FinalizedEpoch: ...
+
+
+class ChainCommittees:
+    """`committee_for(epoch)` from the chain (`committeeAt`), each epoch read once.
+
+    A finalized epoch never changes, so caching is safe; an epoch above the current one
+    is looked up again each time (a gateway may have seen a newer epoch first).
+    """
+
+    def __init__(self, market: EpochReader) -> None:
+        self.market = market
+        self._epochs: dict[int, CommitteeKeys] = {}
+        self._lock = threading.Lock()
+
+    def current(self) -> CommitteeKeys:
+        """The committee in force at the latest block."""
+        return self(self.market.current_epoch())
+
+    def __call__(self, epoch: int) -> CommitteeKeys:
+        with self._lock:
+            cached = self._epochs.get(epoch)
+        if cached is not None:
+            return cached
+        current = self.market.current_epoch()
+        if not FIRST_EPOCH <= epoch <= current:
+            raise UnknownCommitteeEpoch(epoch, current)
+        record = self.market.committee_at(epoch)
+        public = record.committee
+        keys = CommitteeKeys.from_bytes(
+            public.threshold, public.committee_key, public.share_keys, epoch=epoch
+        )
+        with self._lock:
+            self._epochs[epoch] = keys
+        return keys
 
 
 @dataclass(frozen=True, slots=True)
 class FetchedKey:
-    """The recovered data key and what each node did (for receipts and blame)."""
+    """The recovered data key and what each node did (for receipts and blame).
+
+    Node numbers are the keys of `KeyClient.nodes` (the committee document's indices);
+    `epoch` is the committee epoch whose shares were combined.
+    """
 
     data_key: DataKey
     used_nodes: tuple[int, ...]
     faults: dict[int, str] = field(default_factory=dict)
     receipts: dict[int, dict[str, object]] = field(default_factory=dict)
+    epoch: int = FIRST_EPOCH
+
+
+@dataclass(slots=True)
+class _EpochShares:
+    """The valid shares of one epoch so far: epoch index -> (gateway, share)."""
+
+    committee: CommitteeKeys
+    shares: dict[int, tuple[int, VerifiedKeyShare]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.shares) >= self.committee.threshold
 
 
 class KeyClient:
     """Fetches data keys from a committee's gateways over HTTP, each fetch bounded by
-    `timeout` seconds in all."""
+    `timeout` seconds in all.
+
+    `nodes` are keyed by the indices of `committee` (the committee document's, for its
+    epoch). An answer is verified against the committee of the epoch its receipt names:
+    `committee` itself for its own epoch (and for an answer without a receipt), else
+    `committees(epoch)` (e.g. `ChainCommittees`); without a resolver, only `committee`'s
+    epoch is accepted.
+    """
 
     def __init__(
         self,
@@ -79,6 +191,7 @@ class KeyClient:
         domain: Eip712Domain,
         nodes: Mapping[int, httpx.Client],
         *,
+        committees: CommitteeResolver | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -88,7 +201,16 @@ class KeyClient:
         self.domain = domain
         self.nodes = dict(nodes)
         self.timeout = timeout
+        self._committees = committees
         self._now = now
+
+    def committee_for(self, epoch: int) -> CommitteeKeys:
+        """The committee of `epoch`; UnknownCommitteeEpoch if it is not a known epoch."""
+        if epoch == self.committee.epoch:
+            return self.committee
+        if self._committees is None:
+            raise UnknownCommitteeEpoch(epoch, self.committee.epoch)
+        return self._committees(epoch)
 
     def fetch(
         self,
@@ -98,8 +220,8 @@ class KeyClient:
         ctx: CapsuleContext,
         capsule: Capsule,
     ) -> FetchedKey:
-        """Sign one request, ask all nodes at once, combine the first t valid shares;
-        returns or raises `KeyFetchFailed` by the deadline."""
+        """Sign one request, ask all nodes at once, combine the first t valid shares of one
+        epoch; returns or raises `KeyFetchFailed` by the deadline."""
         deadline = Deadline(time.monotonic() + self.timeout)
         request = KeyRequest(
             debit_id=debit_id,
@@ -111,20 +233,19 @@ class KeyClient:
             "request": request.to_message(),
             "signature": "0x" + sign(wallet, self.domain, request).hex(),
         }
-        valid: dict[int, VerifiedKeyShare] = {}
+        epochs: dict[int, _EpochShares] = {}
         faults: dict[int, str] = {}
         receipts: dict[int, dict[str, object]] = {}
-        need = self.committee.threshold
         answers: queue.SimpleQueue[tuple[int, dict[str, object] | GatewayAnswerError]] = (
             queue.SimpleQueue()
         )
         for index, client in self.nodes.items():
             _ask_in_background(index, client, body, deadline, answers)
         pending = set(self.nodes)
-        # once t shares are in, the slower nodes' threads are left to finish (daemon
-        # threads, bounded by the deadline): cutting them off would close their kept-alive
-        # connections, and the next fetch would pay to reopen them
-        while pending and len(valid) < need:
+        # once t shares of one epoch are in, the slower nodes' threads are left to finish
+        # (daemon threads, bounded by the deadline): cutting them off would close their
+        # kept-alive connections, and the next fetch would pay to reopen them
+        while pending and not any(group.complete for group in epochs.values()):
             try:
                 index, answer = answers.get(timeout=deadline.remaining())
             except queue.Empty:
@@ -133,18 +254,38 @@ class KeyClient:
             try:
                 if isinstance(answer, GatewayAnswerError):
                     raise answer
-                valid[index] = self._verified(index, answer, buyer_secret, debit_id, ctx, capsule)
+                epoch, share = self._verified(index, answer, buyer_secret, debit_id, ctx, capsule)
+                group = epochs.setdefault(epoch, _EpochShares(self.committee_for(epoch)))
+                if share.index in group.shares:
+                    other = group.shares[share.index][0]
+                    raise GatewayAnswerError(f"answered with epoch {epoch} node {share.index}'s "
+                                             f"share, which node {other} already gave")
+                group.shares[share.index] = (index, share)
                 receipts[index] = answer
-            except (GatewayAnswerError, KeyReleaseError) as e:
+            except MarketplaceError as e:  # the share, its epoch, or reading that epoch
                 faults[index] = str(e)
                 log.warning("key share from node %d refused: %s", index, e)
-        if len(valid) < need:
+        complete = sorted(e for e, group in epochs.items() if group.complete)
+        if not complete:
             for index in pending:
                 faults[index] = f"timed out (no complete answer within {self.timeout:g} s)"
-            raise KeyFetchFailed(len(valid), need, faults)
-        chosen = sorted(valid)[:need]
-        data_key = combine(self.committee, capsule, ctx, [valid[i] for i in chosen])
-        return FetchedKey(data_key, tuple(chosen), faults, receipts)
+            raise self._failed(epochs, faults)
+        epoch = complete[-1]
+        group = epochs[epoch]
+        chosen = sorted(group.shares)[: group.committee.threshold]
+        data_key = combine(group.committee, capsule, ctx, [group.shares[i][1] for i in chosen])
+        used = tuple(sorted(group.shares[i][0] for i in chosen))
+        return FetchedKey(data_key, used, faults, receipts, epoch)
+
+    def _failed(self, epochs: Mapping[int, _EpochShares], faults: Mapping[int, str]
+                ) -> KeyFetchFailed:
+        """The failure, counted for the epoch that came closest (newest among equals)."""
+        counts = {e: (len(g.shares), g.committee.threshold) for e, g in epochs.items()}
+        if not counts:
+            return KeyFetchFailed(0, self.committee.threshold, faults)
+        closest = max(counts, key=lambda e: (counts[e][0] - counts[e][1], e))
+        have, need = counts[closest]
+        return KeyFetchFailed(have, need, faults, counts)
 
     def _verified(
         self,
@@ -154,15 +295,40 @@ class KeyClient:
         debit_id: int,
         ctx: CapsuleContext,
         capsule: Capsule,
-    ) -> VerifiedKeyShare:
+    ) -> tuple[int, VerifiedKeyShare]:
+        """The answer's epoch and its share, verified against that epoch's committee; in
+        the client's own epoch the share must also be the asked node's."""
         try:
             sealed = base64.b64decode(str(answer["sealedShare"]), validate=True)
         except (KeyError, binascii.Error) as e:
             raise GatewayAnswerError("answer has no valid sealedShare") from e
+        epoch, receipt_node = _receipt_epoch_and_node(answer, self.committee.epoch)
+        committee = self.committee_for(epoch)
         share = open_sealed_share(sealed, buyer_secret, debit_id, ctx.version)
-        if share.index != index:
+        if receipt_node is not None and share.index != receipt_node:
+            raise GatewayAnswerError(
+                f"receipt names node {receipt_node}, the share is node {share.index}'s"
+            )
+        if epoch == self.committee.epoch and share.index != index:
             raise GatewayAnswerError(f"answered with node {share.index}'s share")
-        return share.verify(self.committee.share_key(index), capsule)
+        return epoch, share.verify(committee.share_key(share.index), capsule)
+
+
+def _receipt_epoch_and_node(answer: Mapping[str, object], default: int) -> tuple[int, int | None]:
+    """`receipt.epoch` and `receipt.node` of an answer; an answer without a receipt (an
+    older gateway) is taken for `default`, the client's own epoch."""
+    receipt = answer.get("receipt")
+    if receipt is None:
+        return default, None
+    if not isinstance(receipt, dict):
+        raise GatewayAnswerError("answer's receipt is not a JSON object")
+    epoch = receipt.get("epoch", default)
+    node = receipt.get("node")
+    if type(epoch) is not int or not FIRST_EPOCH <= epoch <= MAX_EPOCH:
+        raise GatewayAnswerError("answer's receipt.epoch is not an epoch number (1..2^64-1)")
+    if node is not None and (type(node) is not int or not 1 <= node <= 255):
+        raise GatewayAnswerError("answer's receipt.node is not a node index (1..255)")
+    return epoch, node
 
 
 class GatewayAnswerError(MarketplaceError):
