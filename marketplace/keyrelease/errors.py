@@ -193,3 +193,71 @@ class MixedEpochShares(KeyReleaseError, ValueError):
             f"node {node_index}'s share was verified in committee epoch {share_epoch}, "
             f"not in epoch {committee_epoch} being combined"
         )
+
+
+class InvalidCeremonyParams(KeyReleaseError, ValueError):
+    """The parameters of a ceremony are inconsistent (roster sizes, threshold, ids)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid ceremony parameters: {reason}")
+
+
+class InvalidDealing(KeyReleaseError, ValueError):
+    """A dealing is publicly invalid; its dealer is excluded without any complaint."""
+
+    def __init__(self, dealer_index: int, fault: str, detail: str) -> None:
+        self.dealer_index = dealer_index
+        self.fault = fault
+        self.detail = detail
+        super().__init__(f"dealing of dealer {dealer_index} is invalid ({fault}): {detail}")
+
+
+class MalformedCeremonyMessage(KeyReleaseError, ValueError):
+    """A verdict, answer or result payload does not parse."""
+
+    def __init__(self, kind: int, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"malformed ceremony message of kind {kind}: {reason}")
+
+
+class EncryptionKeyMismatch(KeyReleaseError, ValueError):
+    """The X25519 secret given is not the one registered for this roster index."""
+
+    def __init__(self, node_index: int) -> None:
+        self.node_index = node_index
+        super().__init__(
+            f"this X25519 secret does not match node {node_index}'s registered encryption key"
+        )
+
+
+class CeremonyIncomplete(KeyReleaseError):
+    """The ceremony has no result (yet): the answer phase is open, or it failed."""
+
+    def __init__(self, phase: str, failure: str | None) -> None:
+        self.phase = phase
+        self.failure = failure
+        why = f"it failed: {failure}" if failure else "the answer phase has not closed"
+        super().__init__(f"the ceremony has no result in phase {phase}: {why}")
+
+
+class ShareUnavailable(KeyReleaseError):
+    """A qualified dealer's share for this node neither opens nor was revealed in an answer.
+
+    Happens to a node that stayed silent (did not complain in time) about a bad share."""
+
+    def __init__(self, node_index: int, dealer_index: int) -> None:
+        self.node_index = node_index
+        self.dealer_index = dealer_index
+        super().__init__(
+            f"node {node_index} has no valid share from qualified dealer {dealer_index}"
+        )
+
+
+class ShareKeyMismatchAfterCeremony(KeyReleaseError):
+    """The share a node computed does not match its share key Y_i from the transcript."""
+
+    def __init__(self, node_index: int) -> None:
+        self.node_index = node_index
+        super().__init__(f"node {node_index}'s computed share does not match its share key")
