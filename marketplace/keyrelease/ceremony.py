@@ -506,7 +506,7 @@ class _State:
             epoch=self.params.epoch,
             committee_key=committee_key.to_bytes(),
             share_keys=tuple(key.to_bytes() for key in share_keys),
-            qualified=sum(1 << j for j in self.qualified),
+            qualified=sum(1 << (j - 1) for j in self.qualified),
             transcript_hash=transcript_hash(
                 self.params.ceremony_id,
                 ((c.kind, c.sender_index, c.message.payload) for c in self.counted),
