@@ -4,8 +4,10 @@ pragma solidity 0.8.37;
 /// @title IDataMarket
 /// @notice A market for encrypted data: owners list datasets or feeds and publish encrypted
 /// versions (CID + key capsule); buyers open paid, consented, time-bounded *data debits*;
-/// a fixed t-of-n committee of key-release gateways watches this contract and anchors the
-/// Merkle roots of its release logs here.
+/// a t-of-n committee of key-release gateways watches this contract and anchors the
+/// Merkle roots of its release logs here. The committee changes by *epochs*: a governor
+/// proposes a roster, the nodes run a DKG (epoch 1) or a reshare (later epochs) over
+/// `CeremonyMessage` events, and `finalizeCommittee` records the result signed by the nodes.
 /// @dev Escrow streams: an Active debit's payment accrues to the listing owner linearly from
 /// `start` to `end`. Invariant: balance == sum of credited balances + sum of unaccrued escrow.
 interface IDataMarket {
@@ -54,6 +56,48 @@ interface IDataMarket {
         uint96 settled;
     }
 
+    /// @notice Where a committee ceremony stands. `Failed`: its deadline passed before it
+    /// was finalized (a new proposal, with a new ceremony id, may retry the epoch).
+    enum CeremonyStatus {
+        None,
+        Pending,
+        Finalized,
+        Failed
+    }
+
+    /// @notice A final committee epoch: its roster, threshold and DKG/reshare result.
+    /// @dev `qualified` bit i (1 << i) is set when dealer i qualified (DKG: new-roster
+    /// position; reshare: previous-roster position). Node i is at array position i - 1.
+    struct CommitteeEpoch {
+        uint64 epoch;
+        uint64 ceremonyId;
+        uint64 startBlock;
+        uint8 threshold;
+        bytes32 committeeKey;
+        address[] nodes;
+        bytes32[] encryptionKeys;
+        bytes32[] shareKeys;
+        uint256 qualified;
+        bytes32 transcriptHash;
+    }
+
+    /// @notice A proposed committee (one ceremony). `openedAt` is 0 until the ceremony may
+    /// take messages (a DKG opens at once; a reshare once t_old current nodes approved, and
+    /// not before `notBefore`).
+    struct Ceremony {
+        uint64 epoch;
+        uint8 threshold;
+        uint32 phaseSeconds;
+        uint64 proposedAt;
+        uint64 notBefore;
+        uint64 openedAt;
+        uint64 deadline;
+        uint8 approvals;
+        CeremonyStatus status;
+        address[] nodes;
+        bytes32[] encryptionKeys;
+    }
+
     // ---------------------------------------------------------------- errors
 
     /// @notice No listing has this id.
@@ -66,7 +110,8 @@ interface IDataMarket {
     error NotListingOwner(uint256 listingId, address caller);
     /// @notice Only the debit's buyer may do this.
     error NotDebitBuyer(uint256 debitId, address caller);
-    /// @notice Only a committee node may anchor releases.
+    /// @notice Only a node of the current (or, to anchor releases, the previous) committee
+    /// may do this.
     error NotCommitteeNode(address caller);
     /// @notice The listing does not take new debits.
     error ListingClosed(uint256 listingId);
@@ -96,12 +141,55 @@ interface IDataMarket {
     error NothingToWithdraw();
     /// @notice The committee key must not be zero.
     error ZeroCommitteeKey();
-    /// @notice `nodes` and `shareKeys` must have the same length.
-    error CommitteeLengthMismatch(uint256 nodes, uint256 shareKeys);
+    /// @notice A roster's keys (encryption keys when proposed, share keys when finalized)
+    /// must be one per node.
+    error CommitteeLengthMismatch(uint256 nodes, uint256 keys);
     /// @notice The threshold must satisfy 1 <= threshold <= size <= 255.
     error InvalidThreshold(uint256 threshold, uint256 size);
     /// @notice Committee member at this 1-based index has a zero or repeated address, or a zero key.
     error InvalidCommitteeMember(uint256 index);
+    /// @notice Only the governor may do this.
+    error NotGovernor(address caller);
+    /// @notice The governor cannot be the zero address (committees could never change again).
+    error ZeroGovernor();
+    /// @notice No ceremony has this id.
+    error UnknownCeremony(uint64 ceremonyId);
+    /// @notice Only the latest ceremony can take approvals, messages or its result.
+    error WrongCeremony(uint64 ceremonyId, uint64 latest);
+    /// @notice The ceremony is for another epoch than the next one (it is already final).
+    error WrongEpoch(uint64 epoch, uint64 expected);
+    /// @notice The latest ceremony for the next epoch is still pending (deadline not passed).
+    error CeremonyInProgress(uint64 ceremonyId);
+    /// @notice The ceremony is not open yet (reshare: too few approvals, or before `openedAt`).
+    error CeremonyNotOpen(uint64 ceremonyId);
+    /// @notice The ceremony's deadline has passed: it failed.
+    error DeadlinePassed(uint64 ceremonyId, uint64 deadline);
+    /// @notice A proposal's deadline must be after now and after its `notBefore`.
+    error DeadlineNotInFuture(uint64 deadline);
+    /// @notice A ceremony's phases must last at least one second.
+    error ZeroPhaseSeconds();
+    /// @notice Fewer distinct valid signers of the result than the threshold.
+    error TooFewSignatures(uint256 needed, uint256 valid);
+    /// @notice The same node signed the result twice in one list.
+    error DuplicateSigner(address signer);
+    /// @notice A result signature recovers to an address that is not in its roster.
+    error UnknownSigner(address signer);
+    /// @notice A reshare must keep the committee key Y byte-identical.
+    error CommitteeKeyChanged(bytes32 current, bytes32 proposed);
+    /// @notice This node already approved the ceremony.
+    error AlreadyApproved(uint64 ceremonyId, address node);
+    /// @notice No committee epoch is final yet.
+    error NoCommittee();
+    /// @notice The epoch is not final (0, or after the current one).
+    error UnknownEpoch(uint64 epoch);
+    /// @notice Ceremony message kinds are 1 DEALING, 2 VERDICT, 3 ANSWER, 4 RESULT.
+    error InvalidMessageKind(uint8 kind);
+    /// @notice Only a node of the proposed roster (or, for a reshare, of the current one)
+    /// may post ceremony messages.
+    error NotCeremonyMember(address sender);
+    /// @notice The qualified set has a bit beyond its dealer roster, or fewer dealers
+    /// than the threshold that must qualify (DKG: t_new; reshare: t_old).
+    error InvalidQualifiedSet(uint256 qualified);
     /// @notice An anchor must cover at least one release and have a non-zero root.
     error EmptyAnchor();
 
@@ -151,6 +239,37 @@ interface IDataMarket {
     event Withdrawn(address indexed account, uint256 amount);
     /// @notice Committee node `node` anchored the Merkle root of its next `count` releases.
     event ReleasesAnchored(address indexed node, uint64 indexed seq, bytes32 root, uint32 count);
+    /// @notice The governor proposed the roster of `epoch` (ceremony `ceremonyId`). Node i
+    /// is at array position i - 1; `encryptionKeys` are their X25519 keys for sealed shares.
+    event CommitteeProposed(
+        uint64 indexed ceremonyId,
+        uint64 indexed epoch,
+        uint8 threshold,
+        address[] nodes,
+        bytes32[] encryptionKeys,
+        uint32 phaseSeconds,
+        uint64 notBefore,
+        uint64 deadline
+    );
+    /// @notice A current node approved a reshare ceremony; `approvals` counted so far.
+    event CommitteeApproved(uint64 indexed ceremonyId, address indexed node, uint8 approvals);
+    /// @notice The ceremony takes messages from `openedAt` (a block timestamp) on.
+    event CeremonyOpened(uint64 indexed ceremonyId, uint64 openedAt);
+    /// @notice A ceremony message (1 DEALING, 2 VERDICT, 3 ANSWER, 4 RESULT) broadcast by
+    /// `sender`; the contract does not parse `payload`.
+    event CeremonyMessage(uint64 indexed ceremonyId, address indexed sender, uint8 kind, bytes payload);
+    /// @notice `epoch` is now the current committee: key Y, share keys Y_i (node i at
+    /// position i - 1), the qualified dealers' bitmask and the transcript hash.
+    event CommitteeFinalized(
+        uint64 indexed epoch,
+        uint64 indexed ceremonyId,
+        bytes32 committeeKey,
+        bytes32[] shareKeys,
+        uint256 qualified,
+        bytes32 transcriptHash
+    );
+    /// @notice The governor changed.
+    event GovernorChanged(address indexed previous, address indexed next);
 
     // ---------------------------------------------------------------- listings
 
@@ -216,9 +335,58 @@ interface IDataMarket {
     // ---------------------------------------------------------------- committee
 
     /// @notice Anchor the Merkle root of the caller's next `count` release receipts
-    /// (committee nodes only).
+    /// (nodes of the current or the previous committee epoch only).
     /// @return seq The anchor's sequence number for this node (starts at 1).
     function anchorReleases(bytes32 root, uint32 count) external returns (uint64 seq);
+
+    /// @notice Propose the roster of the next epoch (governor only). Epoch 1 (a DKG) opens
+    /// at once; a later epoch (a reshare) opens when t_old current nodes approved it, and
+    /// not before `reshareDelay` seconds from now.
+    /// @param nodes Ethereum address of node i at position i - 1.
+    /// @param encryptionKeys X25519 public key of node i at position i - 1.
+    /// @param threshold The new threshold t_new (1 <= t_new <= n <= 255).
+    /// @param phaseSeconds How long each ceremony phase lasts at most.
+    /// @param deadline Timestamp by which the result must be final, else the ceremony failed.
+    /// @return ceremonyId The new ceremony's id.
+    function proposeCommittee(
+        address[] calldata nodes,
+        bytes32[] calldata encryptionKeys,
+        uint8 threshold,
+        uint32 phaseSeconds,
+        uint64 deadline
+    ) external returns (uint64 ceremonyId);
+
+    /// @notice Approve a pending reshare (nodes of the current epoch, once each). The
+    /// approval that reaches the current threshold opens the ceremony.
+    function approveCommittee(uint64 ceremonyId) external;
+
+    /// @notice Broadcast a ceremony message (nodes of the proposed roster, and for a reshare
+    /// of the current one) while the latest ceremony is open and before its deadline.
+    /// @param kind 1 DEALING, 2 VERDICT, 3 ANSWER, 4 RESULT.
+    /// @param payload The message; only emitted in `CeremonyMessage`, never stored.
+    function postCeremonyMessage(uint64 ceremonyId, uint8 kind, bytes calldata payload) external;
+
+    /// @notice Record the ceremony's result; its epoch becomes the current one. Anyone may
+    /// submit it, with EIP-712 `CommitteeResult` signatures of at least t_new nodes of the
+    /// new roster and, for a reshare, of at least t_old nodes of the current one.
+    /// @param committeeKey Y (a reshare must keep the current Y).
+    /// @param shareKeys Y_i of new node i at position i - 1.
+    /// @param qualified Bitmask of the qualified dealers (bit i - 1 for dealer i).
+    /// @param transcriptHash keccak256 of the counted ceremony messages.
+    /// @param newSignatures 65-byte signatures by new-roster nodes.
+    /// @param oldSignatures 65-byte signatures by current-roster nodes (empty for epoch 1).
+    function finalizeCommittee(
+        uint64 ceremonyId,
+        bytes32 committeeKey,
+        bytes32[] calldata shareKeys,
+        uint256 qualified,
+        bytes32 transcriptHash,
+        bytes[] calldata newSignatures,
+        bytes[] calldata oldSignatures
+    ) external;
+
+    /// @notice Hand the governor role to `next` (governor only).
+    function setGovernor(address next) external;
 
     // ---------------------------------------------------------------- views
 
@@ -226,12 +394,30 @@ interface IDataMarket {
     /// Active, not expired, and the version was published at or before the debit's end.
     function isEntitled(uint256 debitId, uint32 version) external view returns (bool);
 
-    /// @notice The committee fixed at deployment: key Y, threshold t, node addresses and
-    /// share keys Y_i (node i is at array position i - 1).
+    /// @notice The current committee: key Y, threshold t, node addresses and share keys Y_i
+    /// (node i is at array position i - 1). Reverts `NoCommittee` before epoch 1 is final.
     function committee()
         external
         view
         returns (bytes32 committeeKey, uint8 threshold, address[] memory nodes, bytes32[] memory shareKeys);
+
+    /// @notice A final committee epoch, current or past (reverts `UnknownEpoch` otherwise).
+    function committeeAt(uint64 epoch) external view returns (CommitteeEpoch memory);
+
+    /// @notice A ceremony by id (reverts `UnknownCeremony` for an id never proposed).
+    function ceremony(uint64 ceremonyId) external view returns (Ceremony memory);
+
+    /// @notice The address that proposes committees.
+    function governor() external view returns (address);
+
+    /// @notice Seconds between a reshare's proposal and the earliest time it may open.
+    function reshareDelay() external view returns (uint64);
+
+    /// @notice The current committee epoch (0 until epoch 1 is final).
+    function currentEpoch() external view returns (uint64);
+
+    /// @notice The id of the latest ceremony proposed (ids start at 1).
+    function latestCeremony() external view returns (uint64);
 
     /// @notice A listing by id (reverts on an unknown id).
     function getListing(uint256 listingId) external view returns (Listing memory);

@@ -1,4 +1,5 @@
-"""DataDebit's EIP-712 messages: the domain, `EncryptionKey`, `KeyRequest`, `ReleaseReceipt`.
+"""DataDebit's EIP-712 messages: the domain, `EncryptionKey`, `KeyRequest`, `ReleaseReceipt`,
+`CommitteeResult`.
 
 `typed_data()` gives the standard `eth_signTypedData_v4` payload a wallet (MetaMask,
 ethers.js) signs. Hashing here does not go through eth-account's generic encoder: every
@@ -339,6 +340,72 @@ class ReleaseReceipt:
             + self.request_digest
             + self.sealed_share_hash
             + _word(self.block)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeResult:
+    """`CommitteeResult(uint64 ceremony, uint64 epoch, bytes32 committeeKey,
+    bytes32 shareKeysHash, uint256 qualified, bytes32 transcriptHash)`: what the nodes sign
+    for `finalizeCommittee`.
+
+    `shareKeysHash` is keccak256(Y_1 || ... || Y_n), so one signature covers every share
+    key without a dynamic array in the type; `qualified` is the bitmask of qualified
+    dealers (bit i - 1 for dealer i).
+    """
+
+    PRIMARY_TYPE: ClassVar[str] = "CommitteeResult"
+    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("ceremony", "uint64"),
+        ("epoch", "uint64"),
+        ("committeeKey", "bytes32"),
+        ("shareKeysHash", "bytes32"),
+        ("qualified", "uint256"),
+        ("transcriptHash", "bytes32"),
+    )
+    _TYPE_HASH: ClassVar[bytes] = _type_hash(PRIMARY_TYPE, FIELDS)
+
+    ceremony: int
+    epoch: int
+    committee_key: bytes
+    share_keys: tuple[bytes, ...]
+    qualified: int
+    transcript_hash: bytes
+
+    def __post_init__(self) -> None:
+        _check_uint("ceremony", self.ceremony, 64)
+        _check_uint("epoch", self.epoch, 64)
+        _check_bytes32("committeeKey", self.committee_key)
+        if not isinstance(self.share_keys, tuple):
+            raise InvalidTypedMessage("shareKeys", "must be a tuple of 32-byte keys")
+        for key in self.share_keys:
+            _check_bytes32("shareKeys", key)
+        _check_uint("qualified", self.qualified, 256)
+        _check_bytes32("transcriptHash", self.transcript_hash)
+
+    @property
+    def share_keys_hash(self) -> bytes:
+        return keccak(b"".join(self.share_keys))
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "ceremony": self.ceremony,
+            "epoch": self.epoch,
+            "committeeKey": "0x" + self.committee_key.hex(),
+            "shareKeysHash": "0x" + self.share_keys_hash.hex(),
+            "qualified": self.qualified,
+            "transcriptHash": "0x" + self.transcript_hash.hex(),
+        }
+
+    def struct_hash(self) -> bytes:
+        return keccak(
+            self._TYPE_HASH
+            + _word(self.ceremony)
+            + _word(self.epoch)
+            + self.committee_key
+            + self.share_keys_hash
+            + _word(self.qualified)
+            + self.transcript_hash
         )
 
 

@@ -87,7 +87,7 @@ class NotDebitBuyer(ContractRevert, PermissionError):
 
 
 class NotCommitteeNode(ContractRevert, PermissionError):
-    """Only a committee node may anchor releases."""
+    """Only a node of the current (or, to anchor releases, the previous) epoch may do this."""
 
 
 class ListingClosed(ContractRevert):
@@ -147,7 +147,7 @@ class ZeroCommitteeKey(ContractRevert, ValueError):
 
 
 class CommitteeLengthMismatch(ContractRevert, ValueError):
-    """nodes and shareKeys must have the same length."""
+    """A roster's keys (encryption keys proposed, share keys finalized) must be one per node."""
 
 
 class InvalidThreshold(ContractRevert, ValueError):
@@ -160,6 +160,102 @@ class InvalidCommitteeMember(ContractRevert, ValueError):
 
 class EmptyAnchor(ContractRevert, ValueError):
     """An anchor must cover at least one release and have a non-zero root."""
+
+
+class NotGovernor(ContractRevert, PermissionError):
+    """Only the governor may do this."""
+
+
+class ZeroGovernor(ContractRevert, ValueError):
+    """The governor cannot be the zero address."""
+
+
+class UnknownCeremony(ContractRevert, LookupError):
+    """No ceremony has this id."""
+
+
+class WrongCeremony(ContractRevert):
+    """Only the latest ceremony can take approvals, messages or its result."""
+
+
+class WrongEpoch(ContractRevert):
+    """The ceremony's epoch is not the next one (it is already final)."""
+
+
+class CeremonyInProgress(ContractRevert):
+    """The latest ceremony for the next epoch is still pending."""
+
+
+class CeremonyNotOpen(ContractRevert):
+    """The ceremony is not open yet (reshare: too few approvals, or before openedAt)."""
+
+
+class DeadlinePassed(ContractRevert):
+    """The ceremony's deadline has passed: it failed."""
+
+
+class DeadlineNotInFuture(ContractRevert, ValueError):
+    """A proposal's deadline must be after now and after its notBefore."""
+
+
+class ZeroPhaseSeconds(ContractRevert, ValueError):
+    """A ceremony's phases must last at least one second."""
+
+
+class TooFewSignatures(ContractRevert):
+    """Fewer distinct valid signers of the result than the threshold."""
+
+
+class DuplicateSigner(ContractRevert, ValueError):
+    """The same node signed the result twice in one list."""
+
+
+class UnknownSigner(ContractRevert, ValueError):
+    """A result signature recovers to an address outside its roster."""
+
+
+class CommitteeKeyChanged(ContractRevert, ValueError):
+    """A reshare must keep the committee key Y byte-identical."""
+
+
+class AlreadyApproved(ContractRevert):
+    """This node already approved the ceremony."""
+
+
+class NoCommittee(ContractRevert, LookupError):
+    """No committee epoch is final yet."""
+
+
+class UnknownEpoch(ContractRevert, LookupError):
+    """The epoch is not final (0, or after the current one)."""
+
+
+class InvalidMessageKind(ContractRevert, ValueError):
+    """Ceremony message kinds are 1 DEALING, 2 VERDICT, 3 ANSWER, 4 RESULT."""
+
+
+class NotCeremonyMember(ContractRevert, PermissionError):
+    """Only a node of the proposed (or, for a reshare, the current) roster may post."""
+
+
+class InvalidQualifiedSet(ContractRevert, ValueError):
+    """The qualified bitmask names a dealer outside its roster, or too few dealers."""
+
+
+class DataStoreWriteFailed(ContractRevert):
+    """A roster or result data contract could not be created."""
+
+
+class ECDSAInvalidSignature(ContractRevert, ValueError):
+    """OpenZeppelin ECDSA: no signer recovers from the signature."""
+
+
+class ECDSAInvalidSignatureLength(ContractRevert, ValueError):
+    """OpenZeppelin ECDSA: a signature is not 65 bytes."""
+
+
+class ECDSAInvalidSignatureS(ContractRevert, ValueError):
+    """OpenZeppelin ECDSA: s is in the upper half (a malleable signature, EIP-2)."""
 
 
 class ReentrancyGuardReentrantCall(ContractRevert):

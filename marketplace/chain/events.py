@@ -141,6 +141,98 @@ class ReleasesAnchored:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class CommitteeProposed:
+    ref: LogRef
+    ceremony_id: int
+    epoch: int
+    threshold: int
+    nodes: tuple[ChecksumAddress, ...]
+    encryption_keys: tuple[bytes, ...]
+    phase_seconds: int
+    not_before: int
+    deadline: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeApproved:
+    ref: LogRef
+    ceremony_id: int
+    node: ChecksumAddress
+    approvals: int
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyOpened:
+    ref: LogRef
+    ceremony_id: int
+    opened_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyMessage:
+    ref: LogRef
+    ceremony_id: int
+    sender: ChecksumAddress
+    kind: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeFinalized:
+    ref: LogRef
+    epoch: int
+    ceremony_id: int
+    committee_key: bytes
+    share_keys: tuple[bytes, ...]
+    qualified: int
+    transcript_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorChanged:
+    ref: LogRef
+    previous: ChecksumAddress
+    next: ChecksumAddress
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyMessageLog:
+    """One ceremony message as the ceremony logic orders and times it (chain order is
+    (block_number, log_index))."""
+
+    sender: ChecksumAddress
+    kind: int
+    payload: bytes
+    block_number: int
+    log_index: int
+    block_hash: str
+
+    @classmethod
+    def from_event(cls, event: CeremonyMessage) -> CeremonyMessageLog:
+        ref = event.ref
+        return cls(event.sender, event.kind, event.payload, ref.block_number, ref.log_index,
+                   ref.block_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeEpochEvent:
+    """A `CommitteeFinalized` log: epoch `epoch` became current at `block_number`."""
+
+    epoch: int
+    ceremony_id: int
+    committee_key: bytes
+    share_keys: tuple[bytes, ...]
+    qualified: int
+    transcript_hash: bytes
+    block_number: int
+
+    @classmethod
+    def from_event(cls, event: CommitteeFinalized) -> CommitteeEpochEvent:
+        return cls(event.epoch, event.ceremony_id, event.committee_key, event.share_keys,
+                   event.qualified, event.transcript_hash, event.ref.block_number)
+
+
 MarketEvent: TypeAlias = (
     ListingCreated
     | ListingUpdated
@@ -153,6 +245,12 @@ MarketEvent: TypeAlias = (
     | EarningsClaimed
     | Withdrawn
     | ReleasesAnchored
+    | CommitteeProposed
+    | CommitteeApproved
+    | CeremonyOpened
+    | CeremonyMessage
+    | CommitteeFinalized
+    | GovernorChanged
 )
 EventType: TypeAlias = type[MarketEvent]
 
@@ -183,6 +281,22 @@ _BUILDERS: dict[str, tuple[EventType, Callable[[LogRef, _Args], MarketEvent]]] =
     "Withdrawn": (Withdrawn, lambda r, a: Withdrawn(r, a["account"], Wei(a["amount"]))),
     "ReleasesAnchored": (ReleasesAnchored, lambda r, a: ReleasesAnchored(
         r, a["node"], a["seq"], bytes(a["root"]), a["count"])),
+    "CommitteeProposed": (CommitteeProposed, lambda r, a: CommitteeProposed(
+        r, a["ceremonyId"], a["epoch"], a["threshold"],
+        tuple(to_checksum_address(n) for n in a["nodes"]),
+        tuple(bytes(k) for k in a["encryptionKeys"]), a["phaseSeconds"], a["notBefore"],
+        a["deadline"])),
+    "CommitteeApproved": (CommitteeApproved, lambda r, a: CommitteeApproved(
+        r, a["ceremonyId"], a["node"], a["approvals"])),
+    "CeremonyOpened": (CeremonyOpened, lambda r, a: CeremonyOpened(
+        r, a["ceremonyId"], a["openedAt"])),
+    "CeremonyMessage": (CeremonyMessage, lambda r, a: CeremonyMessage(
+        r, a["ceremonyId"], a["sender"], a["kind"], bytes(a["payload"]))),
+    "CommitteeFinalized": (CommitteeFinalized, lambda r, a: CommitteeFinalized(
+        r, a["epoch"], a["ceremonyId"], bytes(a["committeeKey"]),
+        tuple(bytes(k) for k in a["shareKeys"]), a["qualified"], bytes(a["transcriptHash"]))),
+    "GovernorChanged": (GovernorChanged, lambda r, a: GovernorChanged(
+        r, a["previous"], a["next"])),
 }
 
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
 from eth_typing import BlockIdentifier, ChecksumAddress
 from eth_utils.address import to_checksum_address
 from web3 import Web3
@@ -24,6 +25,11 @@ from web3.types import TxReceipt
 from marketplace.chain.artifacts import ContractArtifact, load_artifact
 from marketplace.chain.errors import ChainError, ChainUnavailable, ContractRevert, TransactionFailed
 from marketplace.chain.events import (
+    CeremonyMessage,
+    CeremonyMessageLog,
+    CommitteeEpochEvent,
+    CommitteeFinalized,
+    CommitteeProposed,
     DebitRequested,
     EarningsClaimed,
     EventDecoder,
@@ -38,17 +44,23 @@ from marketplace.chain.events import (
 from marketplace.chain.provider import endpoint_name
 from marketplace.chain.reverts import RevertDecoder, revert_data
 from marketplace.chain.types import (
+    CeremonyInfo,
+    CeremonyStatus,
     Committee,
+    CommitteeEpoch,
     Debit,
     DebitId,
     DebitState,
     Listing,
     ListingId,
+    Roster,
     Sent,
     VersionNumber,
     VersionRecord,
     Wei,
 )
+from marketplace.committee import node_encryption_key
+from marketplace.eip712 import CommitteeResult, Eip712Domain, sign
 
 E = TypeVar("E", bound=MarketEvent)
 
@@ -59,6 +71,10 @@ GAS_HEADROOM = 1.2
 #: estimate runs at the latest block, and a revoke or claim that lands seconds later may
 #: credit a balance that was still zero when estimated. Only gas used is paid for.
 GAS_MARGIN = 25_000
+#: How long a first ceremony may take unless told otherwise.
+DEFAULT_CEREMONY_WINDOW = 86_400
+#: The `transcriptHash` of a committee dealt by one trusted machine (development only).
+TRUSTED_DEALER_TRANSCRIPT = keccak(b"datadebit/trusted-dealer/v1")
 
 
 class MarketClient:
@@ -89,18 +105,30 @@ class MarketClient:
         cls,
         w3: Web3,
         deployer: LocalAccount,
-        committee: Committee,
+        roster: Roster,
         *,
+        governor: str | None = None,
+        phase_seconds: int = 30,
+        deadline: int | None = None,
+        reshare_delay: int = 0,
         artifact: ContractArtifact | None = None,
     ) -> Sent[MarketClient]:
-        """Deploy a new market for `committee`; the result's value is its client."""
+        """Deploy a new market whose epoch-1 ceremony (a DKG among `roster`) is pending.
+
+        `governor` defaults to the deployer; `deadline` to one day after the latest block.
+        """
         artifact = artifact or load_artifact()
+        if deadline is None:
+            deadline = int(w3.eth.get_block("latest")["timestamp"]) + DEFAULT_CEREMONY_WINDOW
         factory = w3.eth.contract(abi=list(artifact.abi), bytecode=artifact.bytecode)
         ctor = factory.constructor(
-            committee.committee_key,
-            committee.threshold,
-            list(committee.nodes),
-            list(committee.share_keys),
+            to_checksum_address(governor) if governor else ZERO_ADDRESS,
+            list(roster.nodes),
+            list(roster.encryption_keys),
+            roster.threshold,
+            phase_seconds,
+            deadline,
+            reshare_delay,
         )
         reverts = RevertDecoder(artifact.abi)
         receipt = _send(w3, deployer, ctor, 0, reverts, 120.0)
@@ -110,12 +138,63 @@ class MarketClient:
         client = cls(w3, address, artifact=artifact)
         return _sent(client, receipt)
 
+    @classmethod
+    def deploy_dealt(
+        cls,
+        w3: Web3,
+        deployer: LocalAccount,
+        committee: Committee,
+        node_accounts: Sequence[LocalAccount],
+        *,
+        governor: str | None = None,
+        reshare_delay: int = 0,
+        artifact: ContractArtifact | None = None,
+    ) -> Sent[MarketClient]:
+        """Deploy with a committee dealt by one machine (the trusted-dealer development
+        option): epoch 1 is final at once, signed by every node. `node_accounts[i]` must be
+        node i + 1 of `committee`; `gas_used` is the deployment's plus the finalization's.
+        """
+        addresses = tuple(to_checksum_address(a.address) for a in node_accounts)
+        if addresses != tuple(to_checksum_address(n) for n in committee.nodes):
+            raise ValueError("node_accounts must be the committee's nodes, in order")
+        roster = Roster(
+            nodes=addresses,
+            encryption_keys=tuple(node_encryption_key(a) for a in node_accounts),
+            threshold=committee.threshold,
+        )
+        deployed = cls.deploy(
+            w3, deployer, roster, governor=governor, reshare_delay=reshare_delay,
+            artifact=artifact,
+        )
+        market = deployed.value
+        result = CommitteeResult(
+            ceremony=1,
+            epoch=1,
+            committee_key=committee.committee_key,
+            share_keys=tuple(committee.share_keys),
+            qualified=(1 << committee.size) - 1,
+            transcript_hash=TRUSTED_DEALER_TRANSCRIPT,
+        )
+        signatures = [sign(a, market.domain, result) for a in node_accounts]
+        final = market.finalize_committee(deployer, 1, result, signatures, [])
+        return Sent(
+            value=market,
+            tx_hash=final.tx_hash,
+            block_number=final.block_number,
+            gas_used=deployed.gas_used + final.gas_used,
+        )
+
     @property
     def chain_id(self) -> int:
         if self._chain_id is None:
             with self._translated():
                 self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
+
+    @property
+    def domain(self) -> Eip712Domain:
+        """The EIP-712 domain of this market (what `CommitteeResult`s are signed under)."""
+        return Eip712Domain(self.chain_id, self.address)
 
     def events(self, *, confirmations: int = 0, max_block_range: int = 500) -> EventReader:
         """A reader of this market's events at the given confirmation depth."""
@@ -210,6 +289,54 @@ class MarketClient:
         receipt = self._transact(node, self.contract.functions.anchorReleases(root, count))
         return _sent(self._only(receipt, ReleasesAnchored).seq, receipt)
 
+    def propose_committee(
+        self, sender: LocalAccount, roster: Roster, *, phase_seconds: int, deadline: int
+    ) -> Sent[int]:
+        """Propose the next epoch's roster (governor only); the value is the ceremony id."""
+        fn = self.contract.functions.proposeCommittee(
+            list(roster.nodes), list(roster.encryption_keys), roster.threshold, phase_seconds,
+            deadline,
+        )
+        receipt = self._transact(sender, fn)
+        return _sent(self._only(receipt, CommitteeProposed).ceremony_id, receipt)
+
+    def approve_committee(self, sender: LocalAccount, ceremony_id: int) -> Sent[None]:
+        """Approve a pending reshare as a node of the current epoch."""
+        fn = self.contract.functions.approveCommittee(ceremony_id)
+        return _sent(None, self._transact(sender, fn))
+
+    def post_ceremony_message(
+        self, sender: LocalAccount, ceremony_id: int, kind: int, payload: bytes
+    ) -> Sent[None]:
+        """Broadcast one ceremony message (emitted as `CeremonyMessage`, never stored)."""
+        fn = self.contract.functions.postCeremonyMessage(ceremony_id, kind, payload)
+        return _sent(None, self._transact(sender, fn))
+
+    def finalize_committee(
+        self,
+        sender: LocalAccount,
+        ceremony_id: int,
+        result: CommitteeResult,
+        new_signatures: Sequence[bytes],
+        old_signatures: Sequence[bytes],
+    ) -> Sent[None]:
+        """Record a ceremony's signed result; its epoch becomes the current one.
+
+        `result.ceremony` must be `ceremony_id` (the contract hashes the id it is given,
+        so a mismatch would only make every signature recover to a stranger).
+        """
+        if result.ceremony != ceremony_id:
+            raise ValueError(f"result is for ceremony {result.ceremony}, not {ceremony_id}")
+        fn = self.contract.functions.finalizeCommittee(
+            ceremony_id, result.committee_key, list(result.share_keys), result.qualified,
+            result.transcript_hash, list(new_signatures), list(old_signatures),
+        )
+        return _sent(None, self._transact(sender, fn))
+
+    def set_governor(self, sender: LocalAccount, next_governor: str) -> Sent[None]:
+        fn = self.contract.functions.setGovernor(to_checksum_address(next_governor))
+        return _sent(None, self._transact(sender, fn))
+
     # ------------------------------------------------------------ views
 
     def is_entitled(
@@ -225,6 +352,75 @@ class MarketClient:
             nodes=tuple(to_checksum_address(n) for n in nodes),
             share_keys=tuple(bytes(k) for k in share_keys),
         )
+
+    def current_epoch(self, *, block: BlockIdentifier = "latest") -> int:
+        return int(self._call(self.contract.functions.currentEpoch(), block))
+
+    def latest_ceremony(self, *, block: BlockIdentifier = "latest") -> int:
+        return int(self._call(self.contract.functions.latestCeremony(), block))
+
+    def governor(self, *, block: BlockIdentifier = "latest") -> ChecksumAddress:
+        return to_checksum_address(self._call(self.contract.functions.governor(), block))
+
+    def reshare_delay(self, *, block: BlockIdentifier = "latest") -> int:
+        return int(self._call(self.contract.functions.reshareDelay(), block))
+
+    def ceremony(self, ceremony_id: int, *, block: BlockIdentifier = "latest") -> CeremonyInfo:
+        (epoch, threshold, phase_seconds, proposed_at, not_before, opened_at, deadline,
+         approvals, status, nodes, keys) = self._call(
+            self.contract.functions.ceremony(ceremony_id), block)
+        return CeremonyInfo(
+            ceremony_id=ceremony_id,
+            epoch=int(epoch),
+            threshold=int(threshold),
+            phase_seconds=int(phase_seconds),
+            proposed_at=int(proposed_at),
+            not_before=int(not_before),
+            opened_at=int(opened_at),
+            deadline=int(deadline),
+            approvals=int(approvals),
+            status=CeremonyStatus(status),
+            roster=Roster(
+                nodes=tuple(to_checksum_address(n) for n in nodes),
+                encryption_keys=tuple(bytes(k) for k in keys),
+                threshold=int(threshold),
+            ),
+        )
+
+    def committee_at(self, epoch: int, *, block: BlockIdentifier = "latest") -> CommitteeEpoch:
+        """A final epoch's committee (UnknownEpoch if it is not final at `block`)."""
+        (number, ceremony_id, start_block, threshold, key, nodes, enc_keys, share_keys,
+         qualified, transcript) = self._call(self.contract.functions.committeeAt(epoch), block)
+        return CommitteeEpoch(
+            epoch=int(number),
+            ceremony_id=int(ceremony_id),
+            start_block=int(start_block),
+            threshold=int(threshold),
+            committee_key=bytes(key),
+            nodes=tuple(to_checksum_address(n) for n in nodes),
+            encryption_keys=tuple(bytes(k) for k in enc_keys),
+            share_keys=tuple(bytes(k) for k in share_keys),
+            qualified=int(qualified),
+            transcript_hash=bytes(transcript),
+        )
+
+    def ceremony_messages(
+        self, ceremony_id: int, from_block: int, to_block: int | None = None
+    ) -> list[CeremonyMessageLog]:
+        """The ceremony's messages in chain order (`to_block` defaults to the latest)."""
+        events = self.events().read(
+            from_block, to_block, [CeremonyMessage], [ceremony_id.to_bytes(32, "big")]
+        )
+        return [CeremonyMessageLog.from_event(e) for e in events if isinstance(e, CeremonyMessage)]
+
+    def committee_finalized_logs(
+        self, from_block: int, to_block: int | None = None
+    ) -> list[CommitteeEpochEvent]:
+        """Every epoch finalized in the range, in chain order."""
+        events = self.events().read(from_block, to_block, [CommitteeFinalized])
+        return [
+            CommitteeEpochEvent.from_event(e) for e in events if isinstance(e, CommitteeFinalized)
+        ]
 
     def listing(self, listing_id: int, *, block: BlockIdentifier = "latest") -> Listing:
         owner, price, period, count, auto, is_open = self._call(
@@ -369,6 +565,7 @@ def _send(
 
 
 T = TypeVar("T")
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 def _sent(value: T, receipt: TxReceipt) -> Sent[T]:

@@ -29,7 +29,8 @@ class DebitState(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Committee:
-    """The key-release committee fixed at deployment; node i is at position i - 1."""
+    """A key-release committee (the current epoch's, or any final one's); node i is at
+    position i - 1."""
 
     committee_key: bytes
     threshold: int
@@ -47,6 +48,73 @@ class Committee:
             if address.lower() == lowered:
                 return i
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """A proposed committee: node i's address and X25519 key at position i - 1, threshold t."""
+
+    nodes: tuple[ChecksumAddress, ...]
+    encryption_keys: tuple[bytes, ...]
+    threshold: int
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+
+class CeremonyStatus(IntEnum):
+    """Mirrors `IDataMarket.CeremonyStatus`; FAILED = deadline passed before finalization."""
+
+    NONE = 0
+    PENDING = 1
+    FINALIZED = 2
+    FAILED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyInfo:
+    """`IDataMarket.Ceremony` plus its id; `opened_at` is 0 until it takes messages."""
+
+    ceremony_id: int
+    epoch: int
+    threshold: int
+    phase_seconds: int
+    proposed_at: int
+    not_before: int
+    opened_at: int
+    deadline: int
+    approvals: int
+    status: CeremonyStatus
+    roster: Roster
+
+    @property
+    def is_reshare(self) -> bool:
+        return self.epoch > 1
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeEpoch:
+    """`IDataMarket.CommitteeEpoch`: a final epoch's roster and DKG/reshare result."""
+
+    epoch: int
+    ceremony_id: int
+    start_block: int
+    threshold: int
+    committee_key: bytes
+    nodes: tuple[ChecksumAddress, ...]
+    encryption_keys: tuple[bytes, ...]
+    share_keys: tuple[bytes, ...]
+    qualified: int
+    transcript_hash: bytes
+
+    @property
+    def committee(self) -> Committee:
+        return Committee(self.committee_key, self.threshold, self.nodes, self.share_keys)
+
+    @property
+    def roster(self) -> Roster:
+        return Roster(self.nodes, self.encryption_keys, self.threshold)
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,7 @@ def _env(backend: str, w3: Web3) -> ChainEnv:
                  actors.stranger, *actors.nodes):
         dev.fund(acct.address, 100 * ETHER)
     committee = make_committee(actors.nodes)
-    market = MarketClient.deploy(w3, actors.deployer, committee).value
+    market = MarketClient.deploy_dealt(w3, actors.deployer, committee, actors.nodes).value
     return ChainEnv(backend, w3, dev, market, actors, committee)
 
 

@@ -1,4 +1,5 @@
-"""Deployment (the committee and every constructor error) and release anchors."""
+"""Deployment (the dealt committee, every constructor and first-finalization error) and
+release anchors. Committee epochs themselves: test_committee_epochs.py."""
 
 from __future__ import annotations
 
@@ -18,19 +19,31 @@ from marketplace.chain.errors import (
 )
 from marketplace.chain.events import ReleasesAnchored
 from marketplace.chain.market import MarketClient
-from marketplace.chain.types import Committee
+from marketplace.chain.types import Committee, Roster
 from tests.chain.conftest import ZERO_ADDRESS, ChainEnv, make_committee, only_event
 
 ROOT = b"\xaa" * 32
 
 
 def _deploy(env: ChainEnv, committee: Committee) -> MarketClient:
-    return MarketClient.deploy(env.w3, env.actors.deployer, committee).value
+    """Deploy with epoch 1 dealt and finalized at once (its nodes are the first actors)."""
+    nodes = env.actors.nodes[: committee.size]
+    return MarketClient.deploy_dealt(env.w3, env.actors.deployer, committee, nodes).value
+
+
+def _propose(env: ChainEnv, nodes: tuple[str, ...], keys: tuple[bytes, ...]) -> MarketClient:
+    roster = Roster(nodes, keys, 2)  # type: ignore[arg-type]
+    return MarketClient.deploy(env.w3, env.actors.deployer, roster).value
+
+
+KEYS = (b"\x31" * 32, b"\x32" * 32, b"\x33" * 32)
 
 
 def test_deploy_setsCommitteeAndEmptyMarket(env: ChainEnv) -> None:
     assert env.market.committee() == env.committee
     assert env.market.committee().threshold == 2
+    assert env.market.current_epoch() == 1
+    assert env.market.governor() == env.actors.deployer.address
     assert env.market.listing_count() == 0
     assert env.market.debit_count() == 0
     assert env.market.contract_balance() == 0
@@ -61,7 +74,7 @@ def test_deploy_revertsWhen_lengthMismatch(env: ChainEnv) -> None:
     committee = dataclasses.replace(env.committee, share_keys=env.committee.share_keys[:2])
     with pytest.raises(CommitteeLengthMismatch) as e:
         _deploy(env, committee)
-    assert e.value.fields == {"nodes": 3, "shareKeys": 2}
+    assert e.value.fields == {"nodes": 3, "keys": 2}
 
 
 @pytest.mark.parametrize(
@@ -83,16 +96,21 @@ def test_deploy_revertsWhen_moreThan255Nodes(env: ChainEnv) -> None:
         nodes=tuple(n.address for n in nodes), share_keys=(b"\x22" * 32,) * 256,
     )
     with pytest.raises(InvalidThreshold) as e:
-        _deploy(env, committee)
+        MarketClient.deploy_dealt(env.w3, env.actors.deployer, committee, nodes)
     assert e.value.fields == {"threshold": 1, "size": 256}
 
 
 def test_deploy_revertsWhen_zeroNodeAddress(env: ChainEnv) -> None:
     nodes = list(env.committee.nodes)
-    nodes[1] = ZERO_ADDRESS
-    committee = dataclasses.replace(env.committee, nodes=tuple(nodes))
+    nodes[1] = ZERO_ADDRESS  # type: ignore[call-overload]
     with pytest.raises(InvalidCommitteeMember) as e:
-        _deploy(env, committee)
+        _propose(env, tuple(nodes), KEYS)
+    assert e.value.fields == {"index": 2}
+
+
+def test_deploy_revertsWhen_zeroEncryptionKey(env: ChainEnv) -> None:
+    with pytest.raises(InvalidCommitteeMember) as e:
+        _propose(env, env.committee.nodes, (KEYS[0], bytes(32), KEYS[2]))
     assert e.value.fields == {"index": 2}
 
 
@@ -107,9 +125,8 @@ def test_deploy_revertsWhen_zeroShareKey(env: ChainEnv) -> None:
 
 def test_deploy_revertsWhen_duplicateNode(env: ChainEnv) -> None:
     a, b, _ = env.committee.nodes
-    committee = dataclasses.replace(env.committee, nodes=(a, b, a))
     with pytest.raises(InvalidCommitteeMember) as e:
-        _deploy(env, committee)
+        _propose(env, (a, b, a), KEYS)
     assert e.value.fields == {"index": 3}
 
 

@@ -28,7 +28,8 @@ def test_marketClient_raisesChainUnavailable_whenNodeDiesMidSession() -> None:
         dev = DevChain(w3)
         for account in (owner, buyer):
             dev.fund(account.address, ETHER)
-        market = MarketClient.deploy(w3, owner, make_committee([Account.create()], 1)).value
+        node = Account.create()
+        market = MarketClient.deploy_dealt(w3, owner, make_committee([node], 1), [node]).value
         listing_id = market.create_listing(owner, price_per_period=1, period_seconds=60,
                                            auto_approve=True).value
         assert market.listing_count() == 1

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from marketplace.eip712 import (
     ENCRYPTION_KEY_PURPOSE,
+    CommitteeResult,
     Eip712Domain,
     EncryptionKey,
     InvalidTypedMessage,
@@ -62,6 +63,15 @@ receipts = st.builds(
     sealed_share_hash=st.binary(min_size=32, max_size=32),
     block=st.integers(0, 2**64 - 1),
 )
+committee_results = st.builds(
+    CommitteeResult,
+    ceremony=st.integers(0, 2**64 - 1),
+    epoch=st.integers(0, 2**64 - 1),
+    committee_key=st.binary(min_size=32, max_size=32),
+    share_keys=st.lists(st.binary(min_size=32, max_size=32), max_size=16).map(tuple),
+    qualified=uint,
+    transcript_hash=st.binary(min_size=32, max_size=32),
+)
 domains = st.builds(
     Eip712Domain,
     chain_id=st.integers(1, 2**64),
@@ -75,13 +85,13 @@ def reference_digest(domain: Eip712Domain, message: TypedMessage) -> bytes:
 
 
 @settings(max_examples=40)
-@given(domains, st.one_of(requests, receipts, st.just(EncryptionKey())))
+@given(domains, st.one_of(requests, receipts, committee_results, st.just(EncryptionKey())))
 def test_digest_equals_eth_accounts_encoder(domain: Eip712Domain, message: TypedMessage) -> None:
     assert digest(domain, message) == reference_digest(domain, message)
 
 
 @settings(max_examples=15)
-@given(st.one_of(requests, receipts))
+@given(st.one_of(requests, receipts, committee_results))
 def test_sign_equals_eth_accounts_sign_typed_data(message: TypedMessage) -> None:
     expected = SIGNER.sign_typed_data(full_message=typed_data(DOMAIN, message)).signature
     signature = sign(SIGNER, DOMAIN, message)
@@ -298,3 +308,39 @@ def test_domain_normalises_the_market_address() -> None:
     assert lower.market == MARKET
     assert lower == DOMAIN
     assert lower.separator == DOMAIN.separator
+
+
+def test_committee_result_type_and_share_keys_hash() -> None:
+    """The 6-field type in its exact order (the contract hashes the same string), and
+    shareKeysHash = keccak256(Y_1 || ... || Y_n) as abi.encodePacked(bytes32[]) gives it."""
+    keys = (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32)
+    result = CommitteeResult(ceremony=3, epoch=2, committee_key=b"\x11" * 32, share_keys=keys,
+                             qualified=0b101, transcript_hash=b"\x22" * 32)
+    payload = typed_data(DOMAIN, result)
+    assert payload["types"]["CommitteeResult"] == [
+        {"name": "ceremony", "type": "uint64"},
+        {"name": "epoch", "type": "uint64"},
+        {"name": "committeeKey", "type": "bytes32"},
+        {"name": "shareKeysHash", "type": "bytes32"},
+        {"name": "qualified", "type": "uint256"},
+        {"name": "transcriptHash", "type": "bytes32"},
+    ]
+    assert result.share_keys_hash == keccak(b"".join(keys))
+    assert payload["message"]["shareKeysHash"] == "0x" + keccak(b"".join(keys)).hex()
+    assert payload["message"]["qualified"] == "5"
+    assert recover_signer(DOMAIN, result, sign(SIGNER, DOMAIN, result)) == SIGNER.address
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"ceremony": -1}, {"epoch": 2**64}, {"committee_key": b"\x11" * 31},
+     {"share_keys": [b"\x01" * 32]}, {"share_keys": (b"\x01" * 33,)}, {"qualified": 2**256},
+     {"transcript_hash": b""}],
+)
+def test_a_malformed_committee_result_is_refused(changes: dict[str, Any]) -> None:
+    fields: dict[str, Any] = {
+        "ceremony": 1, "epoch": 1, "committee_key": b"\x11" * 32, "share_keys": (),
+        "qualified": 1, "transcript_hash": b"\x22" * 32,
+    }
+    with pytest.raises(InvalidTypedMessage):
+        CommitteeResult(**{**fields, **changes})

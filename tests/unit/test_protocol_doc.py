@@ -17,6 +17,7 @@ from marketplace.eip712 import (
     DOMAIN_NAME,
     DOMAIN_VERSION,
     ENCRYPTION_KEY_PURPOSE,
+    CommitteeResult,
     EncryptionKey,
     KeyRequest,
     ReleaseReceipt,
@@ -32,7 +33,7 @@ VECTORS: dict[str, Any] = json.loads((ROOT / "tests" / "vectors" / "keyrelease.j
 ABI: list[dict[str, Any]] = json.loads(
     (ROOT / "contracts" / "artifacts" / "DataMarket.json").read_text()
 )["abi"]
-MESSAGES = (EncryptionKey, KeyRequest, ReleaseReceipt)
+MESSAGES = (EncryptionKey, KeyRequest, ReleaseReceipt, CommitteeResult)
 
 
 def section(heading: str) -> str:
