@@ -1,6 +1,7 @@
-"""The auditor: pin a block, rebuild the market from its events, fetch every committee
-node's release log, and run the checks. Independent of the CLI and of HTTP: it takes a
-market client, a content store and one release-log source per node.
+"""The auditor: pin a block, rebuild the market from its events and its committee epochs,
+fetch the release log of every node of every epoch, and run the checks. Independent of
+the CLI and of HTTP: it takes a market client, a content store and one release-log source
+per node (keyed by address, or by index in the current epoch).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import time
 from collections.abc import Mapping
 
 from marketplace.audit.balances import check_balances
+from marketplace.audit.ceremonies import check_ceremonies
 from marketplace.audit.chain_view import PinnedMarket
 from marketplace.audit.content import check_content
+from marketplace.audit.epochs import EpochHistory
 from marketplace.audit.history import MarketHistory
 from marketplace.audit.release_log import (
     PAGE_SIZE,
@@ -25,7 +28,6 @@ from marketplace.audit.report import AuditReport, CheckRun
 from marketplace.audit.transitions import check_transitions
 from marketplace.chain.events import ReleasesAnchored
 from marketplace.chain.market import MarketClient
-from marketplace.chain.types import Committee
 from marketplace.eip712 import Eip712Domain
 from storage.stores.base import ContentStore
 
@@ -40,13 +42,18 @@ MAX_TAIL = 10_000
 
 
 class Auditor:
-    """Audits one market; `run()` returns what it found, never raises for a finding."""
+    """Audits one market; `run()` returns what it found, never raises for a finding.
+
+    `logs` maps each node to its release-log source: by Ethereum address (any epoch's
+    node), or by index in the committee current at the audited block (as the committee
+    file numbers them).
+    """
 
     def __init__(
         self,
         market: MarketClient,
         store: ContentStore,
-        logs: Mapping[int, ReleaseLogSource],
+        logs: Mapping[int, ReleaseLogSource] | Mapping[str, ReleaseLogSource],
         *,
         from_block: int = 0,
         max_block_range: int = 500,
@@ -77,42 +84,68 @@ class Auditor:
             self.from_block, head
         )
         history = MarketHistory.from_events(events, head)
-        committee = chain.committee()
+        epochs = EpochHistory.of(chain.finalized_epochs())
         domain = Eip712Domain(self.market.chain_id, self.market.address)
         runs = [
             check_balances(history, chain),
             check_transitions(history, chain),
             check_content(history, chain, self.store, self.market.address, self.market.chain_id),
+            check_ceremonies(epochs, chain),
         ]
-        nodes, logs = self._fetch_logs(committee, history)
+        nodes, logs = self._fetch_logs(epochs, history)
         # releases made while the logs were read are dated after `head`, not after this
         latest = self.market.events().confirmed_head()
         release_runs = check_releases(
-            history, chain, committee, domain, logs, max_pending_age=self.max_pending_age,
+            history, chain, epochs, domain, logs, max_pending_age=self.max_pending_age,
             max_lag=self.max_lag, latest=latest,
         )
         runs += [nodes, *release_runs.all()]
-        _check_foreign_anchors(history, committee, nodes)
+        _check_foreign_anchors(history, epochs, nodes)
         seconds = time.perf_counter() - started
         return AuditReport.from_runs(head, self.market.chain_id, self.market.address, runs,
                                      seconds)
 
+    def _sources(self, epochs: EpochHistory) -> dict[str, ReleaseLogSource]:
+        """The log sources by lower-case address (an index names the current roster)."""
+        current = epochs.current
+        sources: dict[str, ReleaseLogSource] = {}
+        for key, source in self.logs.items():
+            if isinstance(key, str):
+                sources[key.lower()] = source
+            elif current is not None and 1 <= key <= len(current.nodes):
+                sources[current.nodes[key - 1].lower()] = source
+            else:
+                log.warning("release-log source for node %s: no such node in the current "
+                            "committee", key)
+        return sources
+
     def _fetch_logs(
-        self, committee: Committee, history: MarketHistory
-    ) -> tuple[CheckRun, dict[int, list[LoggedRelease]]]:
-        """Each node's log up to what it anchored (at most one release per (debit, version)
-        on chain) plus `max_tail` pending entries; a longer log is cut, with a warning."""
+        self, epochs: EpochHistory, history: MarketHistory
+    ) -> tuple[CheckRun, dict[str, list[LoggedRelease]]]:
+        """Each node's log (every epoch's nodes, each address once) up to what it anchored
+        (at most one release per (debit, version) on chain) plus `max_tail` pending
+        entries; a longer log is cut, with a warning."""
         run = CheckRun(NODES)
-        logs: dict[int, list[LoggedRelease]] = {}
+        logs: dict[str, list[LoggedRelease]] = {}
         bound = history.release_bound()
-        for node in range(1, committee.size + 1):
-            source = self.logs.get(node)
+        sources = self._sources(epochs)
+        current = epochs.current
+        for address in epochs.addresses():
+            node = epochs.label(address)
+            source = sources.get(address.lower())
+            anchored = history.anchored_count(address)
+            if source is None and anchored == 0 and (
+                current is None or current.index_of(address) is None
+            ):
+                run.warning("former_node_unreachable", f"node {node} ({address}) left the "
+                            "committee, anchored no release and has no release-log source: "
+                            "nothing of it to check", node=node, address=address)
+                continue
             if source is None:
-                run.violation("node_unreachable", f"node {node}: no release-log source (URL)",
-                              node=node)
+                run.violation("node_unreachable", f"node {node} ({address}): no release-log "
+                              "source (URL)", node=node, address=address)
                 run.count(False)
                 continue
-            anchored = history.anchored_count(committee.nodes[node - 1])
             if anchored > bound:
                 run.violation("anchored_too_many", f"node {node} anchored {anchored} releases; "
                               f"the chain's debits and versions allow at most {bound}",
@@ -128,15 +161,16 @@ class Auditor:
                 run.warning("log_cut", f"node {node}: read {limit} entries ({min(anchored, bound)} "
                             f"anchored + a pending tail of {self.max_tail}); the log goes on and "
                             "the rest was not checked", node=node)
-            logs[node] = fetched.entries
+            logs[address] = fetched.entries
             run.count(anchored <= bound)
         return run, logs
 
 
-def _check_foreign_anchors(history: MarketHistory, committee: Committee, run: CheckRun) -> None:
-    """The contract lets only committee nodes anchor; an anchor by anyone else is a breach."""
+def _check_foreign_anchors(history: MarketHistory, epochs: EpochHistory, run: CheckRun) -> None:
+    """The contract lets only committee nodes anchor; an anchor by anyone else is a breach.
+    A node of any finalized epoch may have anchored (its releases of that epoch)."""
     for address, anchors in history.anchors.items():
-        if committee.index_of(address) is None:
+        if not epochs.is_node(address):
             first: ReleasesAnchored = anchors[0]
             run.violation("foreign_anchor", f"{first.node} anchored {len(anchors)} roots but "
-                          "is not a committee node", node=0)
+                          "is not a node of any committee epoch", node=0)

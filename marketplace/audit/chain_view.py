@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from marketplace.audit.epochs import FinalizedEpoch
+from marketplace.ceremony_chain import CeremonyReader
 from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import endpoint_name
 from marketplace.chain.types import Committee, Debit, VersionRecord, Wei
+from marketplace.keyrelease.ceremony import CeremonyView
 
 
 class ChainView(Protocol):
@@ -37,6 +40,17 @@ class ChainView(Protocol):
         ...
 
     def timestamp(self, block: int) -> int: ...
+
+    def current_epoch(self) -> int: ...
+
+    def finalized_epochs(self) -> list[FinalizedEpoch]:
+        """Every epoch a `CommitteeFinalized` log made current, with `committeeAt`'s record."""
+        ...
+
+    def ceremony_view(self, epoch: FinalizedEpoch) -> CeremonyView:
+        """The ceremony that made `epoch`, replayed from its `CeremonyMessage` logs as of
+        the block that finalized it."""
+        ...
 
 
 class PinnedMarket:
@@ -70,6 +84,21 @@ class PinnedMarket:
 
     def is_entitled(self, debit_id: int, version: int, block: int) -> bool:
         return self.market.is_entitled(debit_id, version, block=block)
+
+    def current_epoch(self) -> int:
+        return self.market.current_epoch(block=self.head)
+
+    def finalized_epochs(self) -> list[FinalizedEpoch]:
+        # from block 0 whatever the audit's from_block: every epoch's roster is needed
+        logs = self.market.committee_finalized_logs(0, self.head)
+        return [FinalizedEpoch(self.market.committee_at(log.epoch, block=self.head), log)
+                for log in logs]
+
+    def ceremony_view(self, epoch: FinalizedEpoch) -> CeremonyView:
+        info = self.market.ceremony(epoch.record.ceremony_id, block=self.head)
+        return CeremonyReader(self.market).view(
+            info, to_block=epoch.start_block, now=self.timestamp(epoch.start_block)
+        )
 
     def timestamp(self, block: int) -> int:
         if block not in self._timestamps:

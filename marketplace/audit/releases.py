@@ -1,6 +1,10 @@
-"""Check 4: every release a node logged was signed by that committee node, sits inside the
-Merkle roots it anchored on-chain (in order), went to a debit that was consented and
-entitled at the receipt's block, and was asked for by that debit's buyer.
+"""Check 4: every release a node logged was signed by that node as a member of the
+committee epoch in force at the receipt's block, sits inside the Merkle roots it anchored
+on-chain (in order), went to a debit that was consented and entitled at the receipt's
+block, and was asked for by that debit's buyer.
+
+Logs are per node address: a node that served in several epochs keeps one log, its
+receipts naming the epoch (and its index in that epoch) each release was made in.
 
 Anchors are `ReleasesAnchored(node, seq, root, count)` events: anchor k covers the node's
 next `count` log entries, so the auditor rebuilds each root from the log and compares.
@@ -24,13 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from marketplace.audit.chain_view import ChainView
+from marketplace.audit.epochs import EpochHistory
 from marketplace.audit.history import MarketHistory
 from marketplace.audit.release_log import REQUEST_MISSING, LoggedRelease
 from marketplace.audit.report import CheckRun
 from marketplace.chain.errors import ContractRevert
-from marketplace.chain.types import Committee
 from marketplace.eip712 import (
-    FIRST_EPOCH,
     MAX_REQUEST_LIFETIME,
     Eip712Domain,
     KeyRequest,
@@ -56,9 +59,6 @@ REQUEST_WINDOW = MAX_REQUEST_LIFETIME
 #: 12 s blocks are 144 s, so 600 s leaves room for missed slots and slow L2 blocks.
 MAX_LAG = 600
 
-#: The only committee epoch so far: the committee fixed at deployment (DESIGN §9 adds more).
-EPOCH = FIRST_EPOCH
-
 
 @dataclass(frozen=True, slots=True)
 class ReleaseRuns:
@@ -78,7 +78,7 @@ class ReleaseChecker:
         self,
         history: MarketHistory,
         chain: ChainView,
-        committee: Committee,
+        epochs: EpochHistory,
         domain: Eip712Domain,
         *,
         max_pending_age: int = MAX_PENDING_AGE,
@@ -89,7 +89,7 @@ class ReleaseChecker:
         release made during the audit is dated after `history.head` but not after it."""
         self.history = history
         self.chain = chain
-        self.committee = committee
+        self.epochs = epochs
         self.domain = domain
         self.max_pending_age = max_pending_age
         self.max_lag = max_lag
@@ -98,11 +98,13 @@ class ReleaseChecker:
                                 CheckRun(REQUESTS))
         self._entitled: dict[tuple[int, int, int], bool] = {}
 
-    def check_node(self, node: int, log: list[LoggedRelease]) -> None:
+    def check_node(self, address: str, log: list[LoggedRelease]) -> None:
+        """Check the log of the node with Ethereum address `address` (any epoch's)."""
+        node = self.epochs.label(address)
         self._check_sequence(node, log)
         for entry in log:
-            self._check_signature(node, entry)
-        self._check_anchors(node, log)
+            self._check_signature(node, address, entry)
+        self._check_anchors(node, address, log)
         for entry in log:
             if self._check_entitlement(node, entry):
                 self._check_request(node, entry)
@@ -124,36 +126,78 @@ class ReleaseChecker:
                               node=node, seq=entry.seq)
             seen.add(release)
 
-    def _check_signature(self, node: int, entry: LoggedRelease) -> None:
+    def _check_signature(self, node: int, address: str, entry: LoggedRelease) -> None:
+        """The receipt names a finalized epoch, the one in force at its block, and its signer
+        is this log's node, at index `receipt.node` of that epoch's roster."""
         run = self.runs.signatures
-        expected = self.committee.nodes[node - 1]
         receipt = entry.receipt
         ids: dict[str, int | str] = {"node": node, "seq": entry.seq, "debitId": receipt.debit_id}
+        where = f"node {node} seq {entry.seq}"
+        epoch = self.epochs.get(receipt.epoch)
+        if epoch is None:
+            known = ", ".join(str(e.epoch) for e in self.epochs.epochs) or "none"
+            run.violation("unknown_epoch", f"{where}: receipt for committee epoch "
+                          f"{receipt.epoch}, which is not a finalized epoch (finalized: "
+                          f"{known})", **ids, epoch=receipt.epoch)
+            run.count(False)
+            return
         try:
             signer = recover_signer(self.domain, receipt, entry.signature)
         except MalformedSignature as e:
-            run.violation("bad_signature", f"node {node} seq {entry.seq}: {e}", **ids)
+            run.violation("bad_signature", f"{where}: {e}", **ids)
             run.count(False)
             return
-        ok = signer.lower() == expected.lower() and receipt.node == node
+        nodes = epoch.nodes
+        expected = nodes[receipt.node - 1] if 1 <= receipt.node <= len(nodes) else None
+        ok = signer.lower() == address.lower() and (expected or "").lower() == address.lower()
         if not ok:
-            member = self.committee.index_of(signer)
-            who = f"committee node {member}" if member else "not a committee node"
             run.violation(
                 "bad_signature",
-                f"node {node} seq {entry.seq}: receipt for node {receipt.node} recovers to "
-                f"{signer} ({who}), not to node {node}'s {expected}",
+                f"{where}: receipt for epoch {receipt.epoch} node {receipt.node} recovers to "
+                f"{signer} ({self._who(signer, receipt.epoch)}); this log is {address}'s, "
+                f"epoch {receipt.epoch}'s node {receipt.node} is {expected or 'nobody'}",
                 **ids, signer=signer,
             )
+        ok = self._in_force(node, entry) and ok
         run.count(ok)
+
+    def _in_force(self, node: int, entry: LoggedRelease) -> bool:
+        """A node releases with the share of the epoch current at its confirmed head, which
+        is the receipt's block: the receipt must name that epoch. A receipt dated after the
+        audited block is left to the entitlement check (a later epoch may start by then)."""
+        receipt = entry.receipt
+        if receipt.block > self.history.head:
+            return True
+        in_force = self.epochs.in_force_at(receipt.block)
+        if in_force is not None and in_force.epoch == receipt.epoch:
+            return True
+        actual = (f"epoch {in_force.epoch} (from block {in_force.start_block})"
+                  if in_force else "no committee (before epoch 1 was final)")
+        self.runs.signatures.violation(
+            "wrong_epoch", f"node {node} seq {entry.seq}: receipt names committee epoch "
+            f"{receipt.epoch}, but at its block {receipt.block} the committee in force was "
+            f"{actual}", node=node, seq=entry.seq, debitId=receipt.debit_id,
+            block=receipt.block, epoch=receipt.epoch,
+            inForce=in_force.epoch if in_force else 0,
+        )
+        return False
+
+    def _who(self, signer: str, epoch: int) -> str:
+        """Who `signer` is, for a message: its index in `epoch`, else in another epoch."""
+        claimed = self.epochs.get(epoch)
+        index = claimed.index_of(signer) if claimed else None
+        if index is not None:
+            return f"committee node {index}" if claimed is self.epochs.current else (
+                f"epoch {epoch} node {index}")
+        others = [f"epoch {e} node {i}" for e, i in self.epochs.memberships(signer)]
+        return ", ".join(others) if others else "not a committee node"
 
     # ------------------------------------------------------------ anchors
 
-    def _check_anchors(self, node: int, log: list[LoggedRelease]) -> None:
+    def _check_anchors(self, node: int, address: str, log: list[LoggedRelease]) -> None:
         """Compare every on-chain root with the log, and each anchored entry's date with
         its anchor's block; then judge the unanchored rest by age."""
         run = self.runs.anchoring
-        address = self.committee.nodes[node - 1]
         leaves = [digest(self.domain, e.receipt) for e in log]
         first = 0
         for anchor in self.history.anchors_of(address):
@@ -246,9 +290,6 @@ class ReleaseChecker:
         }
         where = f"node {node} seq {entry.seq} (debit {receipt.debit_id} v{receipt.version})"
         findings: list[tuple[str, str]] = []
-        if receipt.epoch != EPOCH:
-            findings.append(("unknown_epoch", f"receipt for committee epoch {receipt.epoch}; "
-                             f"the only epoch is {EPOCH}"))
         debit = self.history.debits.get(receipt.debit_id)
         buyer = debit.requested.buyer if debit else receipt.buyer
         if buyer.lower() != receipt.buyer.lower():
@@ -308,17 +349,17 @@ class ReleaseChecker:
 def check_releases(
     history: MarketHistory,
     chain: ChainView,
-    committee: Committee,
+    epochs: EpochHistory,
     domain: Eip712Domain,
-    logs: Mapping[int, list[LoggedRelease]],
+    logs: Mapping[str, list[LoggedRelease]],
     *,
     max_pending_age: int = MAX_PENDING_AGE,
     max_lag: int = MAX_LAG,
     latest: int | None = None,
 ) -> ReleaseRuns:
-    """Run the four release checks over the logs fetched (node index -> entries)."""
-    checker = ReleaseChecker(history, chain, committee, domain, max_pending_age=max_pending_age,
+    """Run the four release checks over the logs fetched (node address -> entries)."""
+    checker = ReleaseChecker(history, chain, epochs, domain, max_pending_age=max_pending_age,
                              max_lag=max_lag, latest=latest)
-    for node, log in sorted(logs.items()):
-        checker.check_node(node, log)
+    for address, log in sorted(logs.items(), key=lambda item: epochs.label(item[0])):
+        checker.check_node(address, log)
     return checker.runs

@@ -12,6 +12,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
+from marketplace.audit.epochs import EpochHistory
 from marketplace.audit.history import MarketHistory
 from marketplace.audit.release_log import LoggedRelease, parse_page
 from marketplace.audit.releases import MAX_LAG, REQUEST_WINDOW, ReleaseRuns, check_releases
@@ -124,7 +125,8 @@ def anchor(at: int, *entries: LoggedRelease, node: int = 1) -> ReleasesAnchored:
 
 def audit(log: list[LoggedRelease], *extra: MarketEvent, chain: FakeChain | None = None,
           latest: int | None = None, max_lag: int = MAX_LAG) -> ReleaseRuns:
-    return check_releases(history(*extra), chain or FakeChain(), COMMITTEE, DOMAIN, {1: log},
+    return check_releases(history(*extra), chain or FakeChain(), EpochHistory.single(COMMITTEE),
+                          DOMAIN, {NODES[0].address: log},
                           max_lag=max_lag, latest=latest)
 
 
