@@ -307,7 +307,7 @@ class KeyClient:
         share = open_sealed_share(sealed, buyer_secret, debit_id, ctx.version)
         if receipt_node is not None and share.index != receipt_node:
             raise GatewayAnswerError(
-                f"receipt names node {receipt_node}, the share is node {share.index}'s"
+                f"answered with node {share.index}'s share, its receipt names node {receipt_node}"
             )
         if epoch == self.committee.epoch and share.index != index:
             raise GatewayAnswerError(f"answered with node {share.index}'s share")

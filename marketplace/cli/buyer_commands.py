@@ -52,7 +52,13 @@ from marketplace.cli.wallet_commands import (
 )
 from marketplace.eip712 import Eip712Domain
 from marketplace.errors import MarketplaceError
-from marketplace.keyclient import DEFAULT_TIMEOUT, FetchedKey, KeyClient, gateway_client
+from marketplace.keyclient import (
+    DEFAULT_TIMEOUT,
+    ChainCommittees,
+    FetchedKey,
+    KeyClient,
+    gateway_client,
+)
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.keyrelease.capsule import Capsule, CapsuleContext
 from storage.cid import Cid
@@ -265,9 +271,11 @@ def fetch(
         secret = BuyerSecretKey.from_account(wallet, domain)
         nodes: dict[int, httpx.Client] = {i: gateway_client(url) for i, url in urls.items()}
         try:
-            fetched = KeyClient(public.keys(), domain, nodes, timeout=timeout).fetch(
-                wallet, secret, debit, ctx, capsule
-            )
+            # shares are verified per the epoch each gateway answers with (around a reshare)
+            committees = ChainCommittees(client)
+            fetched = KeyClient(
+                committees.current(), domain, nodes, committees=committees, timeout=timeout
+            ).fetch(wallet, secret, debit, ctx, capsule)
         finally:
             for node in nodes.values():
                 node.close()

@@ -17,6 +17,7 @@ import base64
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,6 +38,7 @@ from marketplace.keyrelease.dealer import DealtCommittee, deal
 from marketplace.keyrelease.keys import CommitteeKeys
 from marketplace.keyrelease.share import make_sealed_share
 from storage.keys import DataKey
+from tests.audit.two_epochs import build as build_two_epochs
 from tests.unit.keyrelease.test_epochs import reshare
 
 MARKET = "0x" + "42" * 20
@@ -181,7 +183,7 @@ def test_a_receipt_naming_another_node_than_the_share_is_refused(epochs: Epochs)
              3: _refusing(), 4: _refusing(), 5: _refusing()}
     with pytest.raises(KeyFetchFailed) as raised:
         epochs.fetch(nodes)
-    assert "receipt names node 2, the share is node 1's" in raised.value.faults[1]
+    assert "node 1's share, its receipt names node 2" in raised.value.faults[1]
     assert raised.value.by_epoch == {1: (1, 2)}
 
 
@@ -284,3 +286,30 @@ def test_chain_committees_reads_each_epoch_once_and_learns_new_epochs(epochs: Ep
     resolver(1)
     resolver(2)
     assert market.reads == [1, 2]
+
+
+def test_chain_committees_on_a_market_that_reshared(tmp_path: Path) -> None:
+    """`ChainCommittees` over a real contract (eth-tester) after a reshare: epoch 2 is the
+    current one, each epoch's keys are the ones finalized, and a fetch with answers of both
+    epochs verifies each against its own."""
+    chain = build_two_epochs(tmp_path)
+    chain.reshare()
+    resolver = ChainCommittees(chain.market)
+    one, two = chain.dealt
+    assert resolver.current() == two.keys and resolver.current().epoch == 2
+    assert resolver(1) == one.keys
+    with pytest.raises(UnknownCommitteeEpoch):
+        resolver(3)
+    epochs = Epochs(one, two, chain.domain, chain.buyer,
+                    BuyerSecretKey.from_account(chain.buyer, chain.domain), *_published(one))
+    nodes = {1: epochs.gateway(1, 1), 2: epochs.gateway(2, 2), 3: epochs.gateway(2, 3)}
+    client = KeyClient(resolver.current(), chain.domain, nodes, committees=resolver,
+                       timeout=TIMEOUT)
+    fetched = client.fetch(chain.buyer, epochs.buyer_secret, DEBIT, epochs.ctx, epochs.capsule)
+    assert fetched.data_key == epochs.data_key and fetched.epoch in (1, 2)
+
+
+def _published(one: DealtCommittee) -> tuple[CapsuleContext, Capsule, DataKey]:
+    ctx = CapsuleContext(31337, MARKET, 1, 1, bytes.fromhex("01551220") + os.urandom(32))
+    data_key = DataKey.generate()
+    return ctx, make_capsule(data_key, ctx, one.keys.committee_key), data_key
