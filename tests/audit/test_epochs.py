@@ -3,6 +3,11 @@ epoch in force at its block, signed by that epoch's node of its index; logs are 
 the nodes of every epoch; each epoch's ceremony is replayed (or flagged as dealt).
 
 On a real contract (eth-tester) that went through a reshare: tests/audit/two_epochs.py.
+Before epochs, the auditor checked every receipt against the committee at the audited block
+and required epoch 1: the honest epoch-2 receipts here were `unknown_epoch`, an epoch-1
+receipt dated after the reshare was judged against the new roster (a `bad_signature` that
+named the wrong cause), and the former nodes' logs were not read at all (reasoned from that
+code, not re-run: it took log sources by index only).
 """
 
 from __future__ import annotations
