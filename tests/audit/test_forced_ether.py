@@ -28,7 +28,7 @@ def test_one_wei_forced_in_is_a_warning_on_the_real_contract() -> None:
         dev.fund(account.address, ETHER)
     committee = Committee(b"\x01" * 32, 2, tuple(n.address for n in nodes),
                           tuple(bytes([i]) * 32 for i in (2, 3, 4)))
-    market = MarketClient.deploy(w3, deployer, committee).value
+    market = MarketClient.deploy_dealt(w3, deployer, committee, nodes).value
     listing = market.create_listing(owner, price_per_period=PRICE, period_seconds=3600,
                                     auto_approve=True).value
     market.request_debit(buyer, listing, periods=2, buyer_key=b"\x09" * 32)
