@@ -206,7 +206,8 @@ def deployed_market(
         nodes=tuple(node.address for node in public.nodes),
         share_keys=tuple(node.share_key.to_bytes() for node in public.nodes),
     )
-    return public, MarketClient.deploy(w3, accounts[0], committee).value
+    node_accounts = [key_file.unlock(PASSPHRASE).account for key_file in key_files]
+    return public, MarketClient.deploy_dealt(w3, accounts[0], committee, node_accounts).value
 
 
 # ---------------------------------------------------------------------------- load

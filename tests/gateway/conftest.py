@@ -154,7 +154,7 @@ def build_stack(
         nodes=tuple(a.address for a in node_accounts),
         share_keys=tuple(k.point.to_bytes() for k in dealt.keys.share_keys),
     )
-    market = MarketClient.deploy(w3, deployer, committee).value
+    market = MarketClient.deploy_dealt(w3, deployer, committee, node_accounts).value
     services = {
         i: GatewayService(
             market=market,
