@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import Web3
 
 from marketplace.chain.artifacts import load_artifact
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
-from marketplace.chain.types import Committee
+from marketplace.chain.types import Committee, Roster
+from marketplace.committee import node_encryption_key
+from marketplace.eip712 import CommitteeResult, sign
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "gas-report.md"
@@ -34,7 +37,12 @@ BUDGETS: dict[str, int] = {
     "publishVersion (later)": 65_000,
     "requestDebit (auto-approve)": 110_000,
     "consent": 40_000,
+    "finalizeCommittee (first epoch, n=16, t=11, 11 signatures)": 400_000,
+    "finalizeCommittee (reshare, n=16 -> 16, t=11, 11 + 11 signatures)": 400_000,
 }
+
+#: (n, t) of the committees whose finalization is measured.
+COMMITTEE_SIZES = ((3, 2), (5, 3), (10, 7), (16, 11))
 
 #: Ocean Protocol's figures for the same user actions, for scale.
 PEERS = (
@@ -86,9 +94,12 @@ def measure_gas(w3: Web3) -> list[GasRow]:
         nodes=tuple(n.address for n in nodes),
         share_keys=tuple(keccak(b"share key %d" % i) for i in range(1, 4)),
     )
-    deployed = MarketClient.deploy(w3, deployer, committee)
-    gas["deploy (2-of-3 committee)"] = deployed.gas_used
+    deployed = MarketClient.deploy(w3, deployer, _roster(nodes, 2))
+    gas["deploy (3-node roster, ceremony 1 pending)"] = deployed.gas_used
     market = deployed.value
+    gas["finalizeCommittee (first epoch, n=3, t=2, 3 signatures)"] = _finalize(
+        market, deployer, 1, 1, committee.committee_key, committee.share_keys, nodes, 2 ** 3 - 1,
+    )
 
     def listing(auto: bool) -> int:
         sent = market.create_listing(owner, price_per_period=PRICE, period_seconds=PERIOD,
@@ -125,7 +136,90 @@ def measure_gas(w3: Web3) -> list[GasRow]:
     root = keccak(b"merkle root")
     gas["anchorReleases (first)"] = market.anchor_releases(node, root, 128).gas_used
     gas["anchorReleases (later)"] = market.anchor_releases(node, root, 128).gas_used
+    gas.update(measure_committee_gas(w3, dev, deployer))
     return [GasRow(name, used, BUDGETS.get(name)) for name, used in gas.items()]
+
+
+def _accounts(label: bytes, count: int) -> list[LocalAccount]:
+    return [Account.from_key(keccak(label + b" %d" % i)) for i in range(count)]
+
+
+def _roster(nodes: Sequence[LocalAccount], threshold: int) -> Roster:
+    return Roster(tuple(n.address for n in nodes),
+                  tuple(node_encryption_key(n) for n in nodes), threshold)
+
+
+def _finalize(
+    market: MarketClient,
+    sender: LocalAccount,
+    ceremony: int,
+    epoch: int,
+    key: bytes,
+    share_keys: Sequence[bytes],
+    signers: Sequence[LocalAccount],
+    qualified: int,
+    old_signers: Sequence[LocalAccount] = (),
+) -> int:
+    result = CommitteeResult(ceremony, epoch, key, tuple(share_keys), qualified,
+                             keccak(b"transcript %d" % ceremony))
+    return market.finalize_committee(
+        sender, ceremony, result,
+        [sign(s, market.domain, result) for s in signers],
+        [sign(s, market.domain, result) for s in old_signers],
+    ).gas_used
+
+
+def measure_committee_gas(w3: Web3, dev: DevChain, deployer: LocalAccount) -> dict[str, int]:
+    """Committee epochs: finalization of a first epoch for each (n, t) of COMMITTEE_SIZES
+    with t and with n signatures, then a 16-node reshare (propose, approvals, a
+    DKG-sized dealing, finalization)."""
+    gas: dict[str, int] = {}
+    key = keccak(b"committee key Y")
+    markets: dict[int, MarketClient] = {}
+    big: list[LocalAccount] = []
+    for n, t in COMMITTEE_SIZES:
+        nodes = _accounts(b"gas report node n=%d" % n, n)
+        share_keys = [keccak(b"share key %d/%d" % (i, n)) for i in range(1, n + 1)]
+        for signers in (t, n):
+            market = MarketClient.deploy(w3, deployer, _roster(nodes, t)).value
+            label = f"finalizeCommittee (first epoch, n={n}, t={t}, {signers} signatures)"
+            if signers == t or label not in gas:
+                gas[label] = _finalize(market, deployer, 1, 1, key, share_keys,
+                                       nodes[:signers], 2**n - 1)
+            markets[n] = market
+        big = nodes
+    market = markets[16]
+    for node in big:
+        dev.fund(node.address, 10**20)
+    newcomers = _accounts(b"gas report newcomer", 16)
+    deadline = int(w3.eth.get_block("latest")["timestamp"]) + 86_400
+    proposed = market.propose_committee(deployer, _roster(newcomers, 11), phase_seconds=30,
+                                        deadline=deadline)
+    gas["proposeCommittee (reshare, n=16)"] = proposed.gas_used
+    ceremony = proposed.value
+    for i, node in enumerate(big[:11]):
+        used = market.approve_committee(node, ceremony).gas_used
+        if i == 0:
+            gas["approveCommittee (first)"] = used
+        elif i == 10:
+            gas["approveCommittee (t-th: opens the ceremony)"] = used
+    dealer = big[0]
+    gas["postCeremonyMessage (DEALING, n=16, t=11: 1,859 bytes)"] = market.post_ceremony_message(
+        dealer, ceremony, 1, dealing_payload(16, 11)).gas_used
+    share_keys = [keccak(b"reshared key %d" % i) for i in range(1, 17)]
+    gas["finalizeCommittee (reshare, n=16 -> 16, t=11, 11 + 11 signatures)"] = _finalize(
+        market, deployer, ceremony, 2, key, share_keys, newcomers[:11], 2**11 - 1, big[:11])
+    gas["anchorReleases (previous epoch's node)"] = market.anchor_releases(
+        big[15], keccak(b"merkle root"), 128).gas_used
+    return gas
+
+
+def dealing_payload(n: int, t: int) -> bytes:
+    """A DEALING's size (docs/protocol.md): format, t, t commitments, PoP, n, n sealed
+    shares of 32 + 10 bytes plus the 48-byte SealedBox overhead; non-zero bytes."""
+    size = 2 + t * 32 + 64 + 1 + n * (32 + 10 + 48)
+    stream = b"".join(keccak(b"dealing %d" % i) for i in range(size // 32 + 1))
+    return stream[:size]
 
 
 def _yes_no(value: bool | None) -> str:
@@ -148,6 +242,10 @@ def render(rows: Sequence[GasRow], anvil: Sequence[GasRow] | None = None) -> str
         "- Order matters where a credited balance goes from zero to non-zero (about 17k more",
         "  gas): `reject` is the buyer's first credit and `cancel` its second; `claim (1 debit)`",
         "  is the owner's first credit. `anchorReleases (first)` starts a node's counter.",
+        "- Committee epochs: each first-epoch finalization runs on a fresh market, with the",
+        "  threshold's worth of signatures (what a submitter needs to send) and with all n.",
+        "  The reshare runs on the 16-node market: 11 approvals by current nodes, one",
+        "  DEALING-sized message, then 11 new-roster and 11 current-roster signatures.",
         "- Budgets: DESIGN §8. `python scripts/gas_report.py --check` exits non-zero when a",
         "  budgeted transaction is over budget; `tests/chain/test_gas.py` asserts the same.",
         "",

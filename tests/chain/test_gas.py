@@ -8,10 +8,25 @@ from marketplace.chain.provider import connect
 from scripts.gas_report import BUDGETS, REPORT, GasRow, main, measure_gas, over_budget
 
 TRANSACTIONS = {
-    "deploy (2-of-3 committee)", "createListing", "updateListing", "publishVersion (first)",
+    "deploy (3-node roster, ceremony 1 pending)",
+    "finalizeCommittee (first epoch, n=3, t=2, 3 signatures)",
+    "createListing", "updateListing", "publishVersion (first)",
     "publishVersion (later)", "requestDebit (auto-approve)", "requestDebit (manual)",
     "consent", "reject", "cancel", "revoke", "claim (1 debit)", "claim (5 debits)",
     "withdraw", "anchorReleases (first)", "anchorReleases (later)",
+    "finalizeCommittee (first epoch, n=3, t=2, 2 signatures)",
+    "finalizeCommittee (first epoch, n=5, t=3, 3 signatures)",
+    "finalizeCommittee (first epoch, n=5, t=3, 5 signatures)",
+    "finalizeCommittee (first epoch, n=10, t=7, 7 signatures)",
+    "finalizeCommittee (first epoch, n=10, t=7, 10 signatures)",
+    "finalizeCommittee (first epoch, n=16, t=11, 11 signatures)",
+    "finalizeCommittee (first epoch, n=16, t=11, 16 signatures)",
+    "proposeCommittee (reshare, n=16)",
+    "approveCommittee (first)",
+    "approveCommittee (t-th: opens the ceremony)",
+    "postCeremonyMessage (DEALING, n=16, t=11: 1,859 bytes)",
+    "finalizeCommittee (reshare, n=16 -> 16, t=11, 11 + 11 signatures)",
+    "anchorReleases (previous epoch's node)",
 }
 
 
