@@ -42,6 +42,8 @@ from marketplace.keyrelease import (
 )
 
 COMMITTEE_FILE = "committee.json"
+ROSTER_FILE = "roster.json"
+NODE_ACCOUNT_FORMAT = "datadebit-node-key/v2"
 NODE_X25519_TAG = b"datadebit/node-x25519/v1"
 NODE_KEY_FORMAT = "datadebit-node-key/v1"
 _argon2id = nacl.pwhash.argon2id
@@ -249,21 +251,28 @@ def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes
 
 
 class NodeKey:
-    """An unlocked node key file: the node's share and its Ethereum account. Never printed."""
+    """An unlocked node key: the node's Ethereum account and, for a committee dealt by a
+    trusted dealer (development only), its epoch-1 share. A DKG node has no share here:
+    its shares come from ceremonies and live in its state. Never printed."""
 
     __slots__ = ("account", "share")
 
-    def __init__(self, share: NodeShare, account: LocalAccount) -> None:
+    def __init__(self, share: NodeShare | None, account: LocalAccount) -> None:
         self.share = share
         self.account = account
 
     @property
-    def index(self) -> NodeIndex:
-        return self.share.index
+    def index(self) -> NodeIndex | None:
+        """The dealt share's index (None for a DKG node: its index is per epoch)."""
+        return None if self.share is None else self.share.index
 
     @property
     def address(self) -> ChecksumAddress:
         return self.account.address
+
+    @property
+    def encryption_key(self) -> bytes:
+        return node_encryption_key(self.account)
 
     def __repr__(self) -> str:
         return f"NodeKey(index={self.index}, address={self.address}, <secret>)"
@@ -502,11 +511,178 @@ def read_public_committee(path: Path) -> PublicCommittee:
     return PublicCommittee.from_json(_read_json(path), path)
 
 
-def read_node_key_file(path: Path) -> NodeKeyFile:
-    """The public part of a node key file, still locked."""
-    return NodeKeyFile.from_json(_read_json(path), path)
+def read_node_key_file(path: Path) -> NodeKeyFile | NodeAccountFile:
+    """The public part of a node key file (dealt v1 or DKG v2), still locked."""
+    data = _read_json(path)
+    if isinstance(data, dict) and data.get("format") == NODE_ACCOUNT_FORMAT:
+        return NodeAccountFile.from_json(data, path)
+    return NodeKeyFile.from_json(data, path)
 
 
 def load_node_key(path: Path, passphrase: str) -> NodeKey:
     """Read and unlock a node key file: the gateway's start-up call."""
     return read_node_key_file(path).unlock(passphrase, path)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAccountFile:
+    """A DKG node's key file (v2): its Ethereum key as a keystore, its address and X25519
+    encryption key in the clear. No share: shares come from ceremonies."""
+
+    address: ChecksumAddress
+    encryption_key: bytes
+    keystore: dict[str, Any]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def create(
+        cls, account: LocalAccount, passphrase: str, strength: KdfStrength
+    ) -> NodeAccountFile:
+        if not passphrase:
+            raise EmptyPassphrase()
+        return cls(
+            address=account.address,
+            encryption_key=node_encryption_key(account),
+            keystore=account.encrypt(passphrase, kdf="scrypt", iterations=strength.scrypt_n),
+        )
+
+    def unlock(self, passphrase: str, path: Path | str = "node key file") -> NodeKey:
+        try:
+            private_key = Account.decrypt(self.keystore, passphrase)
+        except ValueError as e:
+            raise WrongPassphrase(path) from e
+        except (KeyError, TypeError) as e:
+            raise MalformedCommitteeFile(path, "ethereumKey is not a keystore") from e
+        account: LocalAccount = Account.from_key(private_key)
+        if account.address != self.address:
+            raise MalformedCommitteeFile(path, "the Ethereum key does not match `address`")
+        if node_encryption_key(account) != self.encryption_key:
+            raise MalformedCommitteeFile(path, "`encryptionKey` is not this key's")
+        return NodeKey(None, account)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": NODE_ACCOUNT_FORMAT,
+            "address": self.address,
+            "encryptionKey": _hex(self.encryption_key),
+            "ethereumKey": self.keystore,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path | str) -> NodeAccountFile:
+        reader = _Reader(path)
+        obj = reader.obj(data, "node key file")
+        return cls(
+            address=reader.address(obj),
+            encryption_key=reader.hex_bytes(obj, "encryptionKey", 32),
+            keystore=reader.keystore(obj),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RosterNode:
+    """One proposed committee member: address, X25519 encryption key, gateway URL."""
+
+    address: ChecksumAddress
+    encryption_key: bytes
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RosterFile:
+    """`roster.json`: what the governor proposes (or deploys) for a ceremony, and where
+    buyers find each node: `{"threshold", "nodes": [{"address", "encryptionKey", "url"}]}`."""
+
+    threshold: int
+    nodes: tuple[RosterNode, ...]
+
+    def url_of(self, address: str) -> str | None:
+        for node in self.nodes:
+            if node.address.lower() == address.lower():
+                return node.url
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "nodes": [
+                {"address": n.address, "encryptionKey": _hex(n.encryption_key), "url": n.url}
+                for n in self.nodes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path | str = ROSTER_FILE) -> RosterFile:
+        reader = _Reader(path)
+        obj = reader.obj(data, "roster")
+        raw_nodes = obj.get("nodes")
+        if not isinstance(raw_nodes, list) or not raw_nodes or len(raw_nodes) > 255:
+            raise MalformedCommitteeFile(path, "`nodes` must be a list of 1..255 nodes")
+        nodes = []
+        for position, raw in enumerate(raw_nodes, 1):
+            entry = reader.obj(raw, f"node {position}")
+            url = entry.get("url")
+            if url is not None and not (
+                isinstance(url, str) and url.startswith(("http://", "https://"))
+            ):
+                raise MalformedCommitteeFile(path, f"node {position}: `url` must be http(s)")
+            nodes.append(
+                RosterNode(
+                    reader.address(entry), reader.hex_bytes(entry, "encryptionKey", 32), url
+                )
+            )
+        if len({n.address for n in nodes}) != len(nodes):
+            raise MalformedCommitteeFile(path, "two nodes share an Ethereum address")
+        threshold = reader.integer(obj, "threshold")
+        if not 1 <= threshold <= len(nodes):
+            raise MalformedCommitteeFile(path, f"`threshold` must be in 1..{len(nodes)}")
+        return cls(threshold, tuple(nodes))
+
+
+def read_roster(path: Path) -> RosterFile:
+    return RosterFile.from_json(_read_json(path), path)
+
+
+def create_dkg_nodes(
+    size: int,
+    threshold: int,
+    passphrase: str,
+    *,
+    strength: KdfStrength = KdfStrength.MODERATE,
+    urls: Sequence[str] | None = None,
+) -> tuple[RosterFile, tuple[NodeAccountFile, ...]]:
+    """Fresh node accounts for a DKG committee and their roster; writes nothing. (A
+    development convenience: in production each operator runs `committee keygen`.)"""
+    if urls is not None and len(urls) != size:
+        raise ValueError(f"{len(urls)} URLs for {size} nodes")
+    if not 1 <= threshold <= size <= 255:
+        raise ValueError(f"threshold {threshold} of {size} nodes")
+    files = tuple(
+        NodeAccountFile.create(Account.create(), passphrase, strength) for _ in range(size)
+    )
+    roster = RosterFile(
+        threshold,
+        tuple(
+            RosterNode(f.address, f.encryption_key, None if urls is None else urls[i])
+            for i, f in enumerate(files)
+        ),
+    )
+    return roster, files
+
+
+def write_dkg_nodes(
+    out_dir: Path, roster: RosterFile, files: Sequence[NodeAccountFile]
+) -> tuple[Path, ...]:
+    """Write `roster.json` and `node-<i>.json` (mode 0600); never overwrites a file."""
+    targets = [out_dir / ROSTER_FILE] + [
+        out_dir / node_key_file_name(i) for i in range(1, len(files) + 1)
+    ]
+    existing = [p for p in targets if p.exists()]
+    if existing:
+        raise CommitteeFilesExist(existing)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for target, node_file in zip(targets[1:], files, strict=True):
+        _write_new(target, node_file.to_json(), mode=0o600)
+    _write_new(targets[0], roster.to_json(), mode=0o644)
+    return tuple(targets)

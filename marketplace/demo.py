@@ -158,7 +158,7 @@ class Demo:
         ctx = CapsuleContext(
             self.market.chain_id, self.market.address, listing_id, version, encrypted.cid.binary
         )
-        capsule = make_capsule(data_key, ctx, self.net.dealt.keys.committee_key)
+        capsule = make_capsule(data_key, ctx, self.net.keys.committee_key)
         self.ledger.tx(
             "publishVersion",
             self.market.publish_version(self.owner, listing_id, ctx.cid_bytes, capsule.to_bytes()),

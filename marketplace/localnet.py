@@ -1,6 +1,7 @@
 """A whole datadebit network in one process, on the embedded defaults: an eth-tester
-chain, a freshly dealt t-of-n committee of gateways on in-memory SQLite, each behind
-its FastAPI app (reached in-process, no sockets), and a `LocalStore`.
+chain, a t-of-n committee of gateways (keys from a DKG among them, or dealt for tests)
+on in-memory SQLite, each behind its FastAPI app (reached in-process, no sockets), and a
+`LocalStore`.
 
 The demo runs on it; so can anyone who wants to try the protocol without servers.
 """
@@ -17,14 +18,15 @@ from fastapi.testclient import TestClient
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
-from marketplace.chain.types import Committee
-from marketplace.committee import NodeKey
+from marketplace.chain.types import Committee, Roster
+from marketplace.committee import NodeKey, node_encryption_key
 from marketplace.eip712 import Eip712Domain
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import SqliteDatabase
 from marketplace.gateway.service import GatewayService
 from marketplace.gateway.state import GatewayState
-from marketplace.keyclient import KeyClient
+from marketplace.keyclient import ChainCommittees, KeyClient
+from marketplace.keyrelease import CommitteeKeys, NodeShare
 from marketplace.keyrelease.dealer import DealtCommittee, deal
 from storage.stores.local import LocalStore
 
@@ -33,11 +35,14 @@ ETHER = 10**18
 
 @dataclass
 class LocalNetwork:
-    """Chain, market, committee, gateways and store; `close()` when done."""
+    """Chain, market, committee, gateways and store; `close()` when done.
+
+    With `dkg=True` (what the demo uses) the gateways generate the committee key among
+    themselves on the chain (DESIGN §9); otherwise a trusted dealer deals it (tests)."""
 
     dev: DevChain
     market: MarketClient
-    dealt: DealtCommittee
+    dealt: DealtCommittee | None
     node_accounts: list[LocalAccount]
     gateways: dict[int, GatewayService]
     clients: dict[int, TestClient]
@@ -46,43 +51,98 @@ class LocalNetwork:
     down: set[int] = field(default_factory=set)
 
     @classmethod
-    def start(cls, store_dir: Path, *, size: int = 3, threshold: int = 2) -> LocalNetwork:
+    def start(
+        cls,
+        store_dir: Path,
+        *,
+        size: int = 3,
+        threshold: int = 2,
+        dkg: bool = False,
+        phase_seconds: int = 30,
+    ) -> LocalNetwork:
         w3 = connect()
         dev = DevChain(w3)
         deployer = Account.create()
         nodes = [Account.create() for _ in range(size)]
         for account in (deployer, *nodes):
             dev.fund(account.address, 10 * ETHER)
-        dealt = deal(size, threshold)
-        committee = Committee(
-            committee_key=dealt.keys.committee_key.to_bytes(),
-            threshold=threshold,
-            nodes=tuple(a.address for a in nodes),
-            share_keys=tuple(k.point.to_bytes() for k in dealt.keys.share_keys),
-        )
-        sent = MarketClient.deploy(w3, deployer, committee)
-        market = sent.value
+        dealt: DealtCommittee | None = None
+        if dkg:
+            roster = Roster(
+                tuple(a.address for a in nodes),
+                tuple(node_encryption_key(a) for a in nodes),
+                threshold,
+            )
+            sent = MarketClient.deploy(
+                w3, deployer, roster, phase_seconds=phase_seconds, deadline=dev.now() + 86_400
+            )
+        else:
+            dealt = deal(size, threshold)
+            committee = Committee(
+                committee_key=dealt.keys.committee_key.to_bytes(),
+                threshold=threshold,
+                nodes=tuple(a.address for a in nodes),
+                share_keys=tuple(k.point.to_bytes() for k in dealt.keys.share_keys),
+            )
+            sent = MarketClient.deploy_dealt(w3, deployer, committee, nodes)
+        net = cls(dev, sent.value, dealt, [], {}, {}, LocalStore(store_dir, fsync=False),
+                  sent.gas_used)
+        for i, account in enumerate(nodes, start=1):
+            net.add_gateway(account, dealt.shares[i - 1] if dealt else None)
+        if dkg:
+            net.await_epoch(1)
+        return net
+
+    def add_gateway(self, account: LocalAccount, share: NodeShare | None = None) -> int:
+        """Run a gateway for `account` (a node of a committee now or later); its number."""
+        number = len(self.gateways) + 1
+        dev = self.dev
 
         def chain_clock() -> float:
             """The later of the wall clock and the chain's: the demo moves the chain's
             time forward, and requests must expire by the time the chain keeps."""
             return max(time.time(), dev.now())
 
-        gateways = {
-            i: GatewayService(
-                market=market,
-                state=GatewayState(SqliteDatabase(":memory:")),
-                node=NodeKey(dealt.shares[i - 1], nodes[i - 1]),
-                now=chain_clock,
-            )
-            for i in range(1, size + 1)
-        }
-        clients = {
-            i: TestClient(create_app(g, run_background=False), base_url=f"http://node-{i}")
-            for i, g in gateways.items()
-        }
-        store = LocalStore(store_dir, fsync=False)
-        return cls(dev, market, dealt, nodes, gateways, clients, store, sent.gas_used)
+        gateway = GatewayService(
+            market=self.market,
+            state=GatewayState(SqliteDatabase(":memory:")),
+            node=NodeKey(share, account),
+            now=chain_clock,
+            approve_rosters=True,
+        )
+        self.node_accounts.append(account)
+        self.gateways[number] = gateway
+        self.clients[number] = TestClient(
+            create_app(gateway, run_background=False), base_url=f"http://node-{number}"
+        )
+        return number
+
+    def await_epoch(self, epoch: int, *, rounds: int = 30) -> None:
+        """Let the live gateways run their ceremony until `epoch` is final and every live
+        member holds its share (each round is one tick of every gateway)."""
+        for _ in range(rounds):
+            self.sync()
+            if self.market.current_epoch() >= epoch and self._members_hold(epoch):
+                return
+        raise RuntimeError(f"committee epoch {epoch} was not final after {rounds} rounds")
+
+    def _members_hold(self, epoch: int) -> bool:
+        members = {a.lower() for a in self.market.committee_at(epoch).nodes}
+        for number, gateway in self.gateways.items():
+            if number in self.down or gateway.node.address.lower() not in members:
+                continue
+            if gateway.share_book.get(epoch) is None:
+                return False
+        return True
+
+    @property
+    def keys(self) -> CommitteeKeys:
+        """The public keys of the committee in force now, read from the chain."""
+        return self.committees.current()
+
+    @property
+    def committees(self) -> ChainCommittees:
+        return ChainCommittees(self.market)
 
     @property
     def domain(self) -> Eip712Domain:
@@ -95,14 +155,24 @@ class LocalNetwork:
         return account
 
     def sync(self) -> None:
-        """Let every running gateway catch up with the chain and anchor its releases."""
+        """Let every running gateway catch up with the chain, take its turn in any
+        ceremony, and anchor its releases."""
         for index, gateway in self.gateways.items():
             if index not in self.down:
                 gateway.tick()
 
     def key_client(self) -> KeyClient:
-        live = {i: c for i, c in self.clients.items() if i not in self.down}
-        return KeyClient(self.dealt.keys, self.domain, live, now=self.clock)
+        """A key client for the gateways of the committee in force, addressed by their
+        indices in it."""
+        committees = self.committees
+        current = committees.current()
+        members = [a.lower() for a in self.market.committee_at(current.epoch).nodes]
+        live = {}
+        for number, client in self.clients.items():
+            address = self.gateways[number].node.address.lower()
+            if number not in self.down and address in members:
+                live[members.index(address) + 1] = client
+        return KeyClient(current, self.domain, live, committees=committees, now=self.clock)
 
     def clock(self) -> float:
         """The clock the gateways judge request expiries by (see `start`)."""

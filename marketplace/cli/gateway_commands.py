@@ -4,6 +4,7 @@ and run one key-release node of it."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +14,14 @@ from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import connect
 from marketplace.chain.types import Committee
 from marketplace.cli.committee_commands import read_passphrase
-from marketplace.cli.config import COMMITTEE_ENV, RpcOption, open_chain
+from marketplace.cli.config import COMMITTEE_ENV, RpcOption, open_chain, parse_address
 from marketplace.cli.wallet_commands import KeystoreOption, PassphraseFileOption, load_wallet
-from marketplace.committee import load_node_key, read_public_committee
+from marketplace.committee import (
+    load_node_key,
+    node_key_file_name,
+    read_public_committee,
+    read_roster,
+)
 from marketplace.errors import MarketplaceError
 
 gateway_app = typer.Typer(help="Run a key-release gateway node.", no_args_is_help=True)
@@ -37,26 +43,77 @@ def _fail(message: str) -> typer.Exit:
 
 
 def deploy(
+    roster_file: Annotated[
+        Path | None,
+        typer.Option("--roster", help="roster.json: the first committee, keys from a DKG"),
+    ] = None,
     committee_file: Annotated[
-        Path,
-        typer.Option("--committee", envvar=COMMITTEE_ENV, help="committee.json", dir_okay=False),
-    ],
+        Path | None,
+        typer.Option(
+            "--committee", envvar=COMMITTEE_ENV, dir_okay=False,
+            help="DEVELOPMENT ONLY, with --trusted-dealer: a dealt committee.json (its node "
+            "key files beside it sign the committee in)",
+        ),
+    ] = None,
+    trusted_dealer: Annotated[bool, typer.Option("--trusted-dealer")] = False,
+    governor: Annotated[
+        str | None, typer.Option(help="who proposes later committees (default: deployer)")
+    ] = None,
+    phase: Annotated[str, typer.Option(help="how long each ceremony phase waits")] = "30s",
+    deadline: Annotated[str, typer.Option(help="how long the first ceremony may take")] = "1h",
+    reshare_delay: Annotated[
+        str, typer.Option(help="notice before an approved reshare starts (e.g. 1d)")
+    ] = "0s",
     rpc: RpcOption = None,
     keystore: KeystoreOption = None,
     passphrase_file: PassphraseFileOption = None,
+    node_passphrase_file: Annotated[
+        Path | None, typer.Option(help="passphrase of the dealt node key files")
+    ] = None,
 ) -> None:
-    """The deployer's wallet: --keystore, else $DATADEBIT_PRIVATE_KEY."""
+    """Deploy a DataMarket; prints its address. With --roster the gateways then generate
+    the committee key by a DKG (`committee status` shows its progress). The deployer's
+    wallet: --keystore, else $DATADEBIT_PRIVATE_KEY."""
+    from marketplace.chain.types import Roster  # noqa: PLC0415
+    from marketplace.cli.committee_commands import parse_duration  # noqa: PLC0415
+
+    if (roster_file is None) == (not trusted_dealer or committee_file is None):
+        raise _fail("give --roster roster.json (a DKG), or --trusted-dealer --committee FILE")
     try:
-        public = read_public_committee(committee_file)
-        committee = Committee(
-            committee_key=public.committee_key.to_bytes(),
-            threshold=public.threshold,
-            nodes=tuple(n.address for n in public.nodes),
-            share_keys=tuple(n.share_key.to_bytes() for n in public.nodes),
-        )
-        sent = MarketClient.deploy(
-            open_chain(rpc), load_wallet(keystore, passphrase_file), committee
-        )
+        w3 = open_chain(rpc)
+        wallet = load_wallet(keystore, passphrase_file)
+        governor_address = parse_address(governor, "--governor") if governor else None
+        delay = parse_duration(reshare_delay, "--reshare-delay") if reshare_delay != "0s" else 0
+        if roster_file is not None:
+            roster = read_roster(roster_file)
+            sent = MarketClient.deploy(
+                w3, wallet,
+                Roster(tuple(n.address for n in roster.nodes),
+                       tuple(n.encryption_key for n in roster.nodes), roster.threshold),
+                governor=governor_address,
+                phase_seconds=parse_duration(phase, "--phase"),
+                deadline=int(time.time()) + parse_duration(deadline, "--deadline"),
+                reshare_delay=delay,
+            )
+        else:
+            assert committee_file is not None
+            public = read_public_committee(committee_file)
+            passphrase = read_passphrase(node_passphrase_file, confirm=False)
+            accounts = [
+                load_node_key(committee_file.parent / node_key_file_name(n.index),
+                              passphrase).account
+                for n in public.nodes
+            ]
+            committee = Committee(
+                committee_key=public.committee_key.to_bytes(),
+                threshold=public.threshold,
+                nodes=tuple(n.address for n in public.nodes),
+                share_keys=tuple(n.share_key.to_bytes() for n in public.nodes),
+            )
+            sent = MarketClient.deploy_dealt(
+                w3, wallet, committee, accounts, governor=governor_address,
+                reshare_delay=delay,
+            )
     except MarketplaceError as e:
         raise _fail(str(e)) from e
     typer.echo(sent.value.address)
@@ -82,12 +139,23 @@ def serve(
     committee_file: Annotated[
         Path | None, typer.Option("--committee", help="committee.json, for node URLs")
     ] = None,
+    roster_files: Annotated[
+        list[Path] | None, typer.Option("--roster", help="roster.json file(s), for node URLs")
+    ] = None,
+    approve_rosters: Annotated[
+        bool,
+        typer.Option(
+            help="approve every proposed reshare on chain (an operator policy; by default "
+            "a node never approves by itself: use `committee approve`)"
+        ),
+    ] = False,
     poll_interval: Annotated[float, typer.Option(min=0.01)] = 1.0,
     anchor_interval: Annotated[float, typer.Option(min=0.1)] = 30.0,
     head_ttl: Annotated[float, typer.Option(min=0.0)] = 0.1,
     passphrase_file: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
-    """Serve POST /v1/keys, GET /v1/releases, /v1/health and /v1/committee."""
+    """Serve POST /v1/keys, GET /v1/releases, /v1/health and /v1/committee, and take part
+    in every committee ceremony whose roster names this node."""
     # only this command needs the server (FastAPI, uvicorn): other commands start faster
     import uvicorn  # noqa: PLC0415
 
@@ -108,16 +176,21 @@ def serve(
                     "--confirmations N (e.g. 12 on mainnet) or --allow-zero-confirmations"
                 )
         key = load_node_key(node_key, read_passphrase(passphrase_file, confirm=False))
-        urls = {}
+        urls: dict[str, str] = {}
         if committee_file is not None:
-            urls = {n.index: n.url or "" for n in read_public_committee(committee_file).nodes}
+            urls = {
+                n.address.lower(): n.url or "" for n in read_public_committee(committee_file).nodes
+            }
+        for roster_file in roster_files or ():
+            urls.update({n.address.lower(): n.url or "" for n in read_roster(roster_file).nodes})
         service = GatewayService(
             market=MarketClient(chain, market),
-            state=GatewayState(open_database(state or f"gateway-node-{key.index}.db")),
+            state=GatewayState(open_database(state or f"gateway-{key.address.lower()}.db")),
             node=key,
             confirmations=confirmations,
             timing=Timing(poll_interval, anchor_interval, 1, head_ttl),
-            node_urls={int(i): u for i, u in urls.items()},
+            node_urls=urls,
+            approve_rosters=approve_rosters,
         )
     except MarketplaceError as e:
         raise _fail(str(e)) from e

@@ -44,7 +44,7 @@ class Anchorer:
             if len(batch) < self.min_batch or not batch:
                 return None
             root = merkle_root([receipt_leaf(self.releaser, r) for r in batch])
-            node = self.releaser.node.account
+            node = self.releaser.account
             sent = self.releaser.market.anchor_releases(node, root, len(batch))
             anchor = Anchor(sent.value, first, first + len(batch) - 1, root, sent.tx_hash)
             self.state.record_anchor(anchor)
@@ -54,7 +54,7 @@ class Anchorer:
     def _reconcile(self) -> None:
         """Record anchors that reached the chain but not our database (a crash between)."""
         market = self.releaser.market
-        node = self.releaser.node.account.address
+        node = self.releaser.account.address
         on_chain = market.anchor_count(node)
         known = self.state.anchors()
         if on_chain <= len(known):

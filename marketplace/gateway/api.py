@@ -48,6 +48,7 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_capsule": 409,
     "invalid_buyer_key": 409,
     "chain_unavailable": 503,
+    "not_in_committee": 503,
     "state_unavailable": 503,
 }
 
@@ -173,7 +174,7 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
             service.stop()
 
     app = FastAPI(
-        title=f"datadebit gateway node {service.node.index}",
+        title=f"datadebit gateway {service.node.address}",
         version="1",
         lifespan=lifespan,
         responses={code_status: {"model": ErrorBody} for code_status in (401, 403, 404, 409, 503)},
@@ -250,7 +251,8 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
         """Liveness and lag: 200 when the chain answers, 503 otherwise."""
         cursor = svc.state.cursor()
         body: dict[str, Any] = {
-            "node": svc.node.index,
+            "node": svc.node_index(),
+            "epoch": svc.epoch_held(),
             "address": svc.node.account.address,
             "market": svc.market.address,
             "cursor": cursor.block_number if cursor else None,
@@ -275,7 +277,7 @@ def releases_page(svc: GatewayService, after: int, limit: int) -> ReleasesRespon
     releases = svc.state.releases_after(after, limit)
     anchors = svc.state.anchors_covering(releases[0].seq, releases[-1].seq) if releases else []
     return ReleasesResponse(
-        node=svc.node.index,
+        node=svc.node_index(),
         address=svc.node.account.address,
         releases=[
             ReleaseEntry(

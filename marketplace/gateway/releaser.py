@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from eth_account.signers.local import LocalAccount
+
 from marketplace.chain.errors import ChainError, UnknownDebit, UnknownVersion
 from marketplace.chain.events import DebitConsented, DebitRequested, MarketEvent, VersionPublished
 from marketplace.chain.hot_reads import HotReads
 from marketplace.chain.market import MarketClient
-from marketplace.committee import NodeKey
 from marketplace.eip712 import (
-    FIRST_EPOCH,
     MAX_REQUEST_LIFETIME,
     Eip712Domain,
     KeyRequest,
@@ -41,6 +41,7 @@ from marketplace.eip712 import (
     sign,
 )
 from marketplace.errors import MarketplaceError
+from marketplace.gateway.shares import EpochShare, EpochShares, NotInCommittee
 from marketplace.gateway.state import GatewayState, IndexedDebit, IndexedVersion, Release
 from marketplace.gateway.watcher import ChainWatcher
 from marketplace.keyrelease.buyer_key import BuyerPublicKey, is_small_order
@@ -54,8 +55,6 @@ log = logging.getLogger(__name__)
 MAX_EXPIRY_AHEAD = MAX_REQUEST_LIFETIME
 #: Checked capsules remembered (a proof check costs two scalar multiplications).
 _CAPSULE_CACHE_SIZE = 4096
-#: The committee epoch whose shares this node holds: the committee fixed at deployment.
-COMMITTEE_EPOCH = FIRST_EPOCH
 #: The largest id the state's BIGINT columns hold; no debit has a larger one.
 MAX_DEBIT_ID = 2**63 - 1
 #: Ahead-of-time work per chain event: the newest versions of a listing for a new debit,
@@ -126,6 +125,13 @@ class UnboundCapsule(ReleaseRefused):
     code = "invalid_capsule"
 
 
+class NoShareInForce(ReleaseRefused):
+    """This node holds no share of the committee epoch in force at the confirmed head
+    (not in its roster, or the ceremony's share is not stored yet)."""
+
+    code = "not_in_committee"
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """The confirmed head: its number and hash (None before the first block), and when
@@ -161,7 +167,8 @@ class KeyReleaser:
         market: MarketClient,
         state: GatewayState,
         watcher: ChainWatcher,
-        node: NodeKey,
+        account: LocalAccount,
+        shares: EpochShares,
         *,
         now: Callable[[], float] = time.time,
         head_ttl: float = 0.0,
@@ -169,7 +176,8 @@ class KeyReleaser:
         self.market = market
         self.state = state
         self.watcher = watcher
-        self.node = node
+        self.account = account
+        self.shares = shares
         self.domain = Eip712Domain(market.chain_id, market.address)
         self._now = now
         self._head_ttl = head_ttl
@@ -288,15 +296,19 @@ class KeyReleaser:
         if release is not None:
             return release
         self._confirm_debit(debit, checked.head)
-        sealed = self.state.prepared(debit.debit_id, version.version, debit.buyer_key)
+        share = self._share_at(block)
+        sealed = self.state.prepared(
+            debit.debit_id, version.version, debit.buyer_key, epoch=share.epoch
+        )
         if sealed is None:
-            sealed = self._seal(debit, version)
+            sealed = self._seal(share, debit, version)
         release = self.state.append_release(
             debit.debit_id,
             version.version,
             key_hash,
             lambda seq: self._signed(
-                seq, debit, version.version, sealed, block, request, signature, request_digest
+                seq, share, debit, version.version, sealed, block, request, signature,
+                request_digest,
             ),
         )
         log.info(
@@ -415,7 +427,11 @@ class KeyReleaser:
         version = self.state.version(debit.listing_id, version_number)
         if version is None:
             return False
-        if self.state.prepared(debit_id, version_number, debit.buyer_key) is not None:
+        try:
+            share = self._share_at(head.number)
+        except ReleaseRefused:
+            return False  # not in the committee in force: nothing to prepare
+        if self.state.prepared(debit_id, version_number, debit.buyer_key, epoch=share.epoch):
             return False
         if self.state.release_for(debit_id, version_number, _key_hash(debit)) is not None:
             return False
@@ -423,11 +439,13 @@ class KeyReleaser:
             return False
         try:
             self._confirm_debit(debit, head)  # ahead too: a first release then needs no read
-            sealed = self._seal(debit, version)
+            sealed = self._seal(share, debit, version)
         except ReleaseRefused as e:
             log.warning("not preparing a share: %s", e.message)
             return False
-        self.state.store_prepared(debit_id, version_number, debit.buyer_key, sealed, block_number)
+        self.state.store_prepared(
+            debit_id, version_number, debit.buyer_key, sealed, block_number, epoch=share.epoch
+        )
         return True
 
     # ------------------------------------------------------------ chain reads
@@ -564,9 +582,17 @@ class KeyReleaser:
 
     # ------------------------------------------------------------ crypto
 
-    def _seal(self, debit: IndexedDebit, version: IndexedVersion) -> bytes:
+    def _share_at(self, block: int) -> EpochShare:
+        """The share of the committee epoch in force at `block` (the epoch the receipt
+        names and the auditor checks the release against)."""
+        try:
+            return self.shares.at(block)
+        except NotInCommittee as e:
+            raise NoShareInForce(str(e)) from e
+
+    def _seal(self, share: EpochShare, debit: IndexedDebit, version: IndexedVersion) -> bytes:
         return make_sealed_share(
-            self.node.share,
+            share.share,
             self._bound(version),
             BuyerPublicKey(debit.buyer_key),
             debit.debit_id,
@@ -600,6 +626,7 @@ class KeyReleaser:
     def _signed(
         self,
         seq: int,
+        share: EpochShare,
         debit: IndexedDebit,
         version: int,
         sealed: bytes,
@@ -609,15 +636,15 @@ class KeyReleaser:
         request_digest: bytes,
     ) -> Release:
         receipt = ReleaseReceipt.for_sealed_share(
-            debit.debit_id, version, self.node.index, sealed, block,
-            epoch=COMMITTEE_EPOCH, buyer=debit.buyer, buyer_key=debit.buyer_key,
+            debit.debit_id, version, share.index, sealed, block,
+            epoch=share.epoch, buyer=debit.buyer, buyer_key=debit.buyer_key,
             request_digest=request_digest,
         )
         return Release(
             seq=seq,
             debit_id=debit.debit_id,
             version=version,
-            node=self.node.index,
+            node=share.index,
             epoch=receipt.epoch,
             buyer=receipt.buyer,
             buyer_key_hash=receipt.buyer_key_hash,
@@ -627,7 +654,7 @@ class KeyReleaser:
             sealed_share=sealed,
             sealed_share_hash=receipt.sealed_share_hash,
             block=block,
-            signature=sign(self.node.account, self.domain, receipt),
+            signature=sign(self.account, self.domain, receipt),
         )
 
 

@@ -15,7 +15,9 @@ from marketplace.chain.market import MarketClient
 from marketplace.chain.types import Committee
 from marketplace.committee import NodeKey
 from marketplace.gateway.anchoring import Anchorer
+from marketplace.gateway.ceremony_runner import CeremonyRunner
 from marketplace.gateway.releaser import PREPARE_QUEUE_SIZE, KeyReleaser
+from marketplace.gateway.shares import EpochShares, ShareBook
 from marketplace.gateway.state import GatewayState
 from marketplace.gateway.watcher import ChainWatcher
 
@@ -42,18 +44,33 @@ class GatewayService:
     confirmations: int = 0
     start_block: int = 0
     timing: Timing = field(default_factory=Timing)
-    node_urls: dict[int, str] = field(default_factory=dict)
+    #: Gateway URLs by node address (lower case), for `GET /v1/committee`.
+    node_urls: dict[str, str] = field(default_factory=dict)
     #: The clock request expiries are judged by (a development chain that travels in time
     #: passes its own, see `LocalNetwork`).
     now: Callable[[], float] = time.time
+    #: Approve every proposed reshare roster on chain (an operator's policy; off by
+    #: default: a node never approves by itself unless its operator said so).
+    approve_rosters: bool = False
 
     def __post_init__(self) -> None:
         self.watcher = ChainWatcher(
             self.market, self.state, confirmations=self.confirmations, start_block=self.start_block
         )
+        self.share_book = ShareBook(self.state, self.node.account)
+        if self.node.share is not None and not self.share_book.epochs():
+            # the trusted dealer's development committee: its share is epoch 1's
+            self.share_book.put(1, 1, self.node.share)
+        self.shares = EpochShares(
+            self.share_book, lambda block: self.market.current_epoch(block=block)
+        )
         self.releaser = KeyReleaser(
-            self.market, self.state, self.watcher, self.node, head_ttl=self.timing.head_ttl,
-            now=self.now,
+            self.market, self.state, self.watcher, self.node.account, self.shares,
+            head_ttl=self.timing.head_ttl, now=self.now,
+        )
+        self.ceremonies = CeremonyRunner(
+            self.market, self.share_book, self.shares, self.node.account,
+            confirmations=self.confirmations, now=self.now, approve_rosters=self.approve_rosters,
         )
         self.watcher.on_event = self.releaser.on_event
         self.anchorer = Anchorer(self.releaser, min_batch=self.timing.anchor_min_batch)
@@ -62,6 +79,16 @@ class GatewayService:
 
     def committee(self) -> Committee:
         return self.market.committee()
+
+    def node_index(self) -> int:
+        """This node's index in the newest epoch it holds a share of (0: none yet)."""
+        latest = self.shares.latest()
+        return 0 if latest is None else int(latest.index)
+
+    def epoch_held(self) -> int:
+        """The newest committee epoch this node holds a share of (0: none yet)."""
+        latest = self.shares.latest()
+        return 0 if latest is None else latest.epoch
 
     def committee_document(self) -> dict[str, Any]:
         """The public committee file (DESIGN §5), read from the contract."""
@@ -74,7 +101,7 @@ class GatewayService:
                     "index": i,
                     "address": address,
                     "shareKey": "0x" + key.hex(),
-                    "url": self.node_urls.get(i, ""),
+                    "url": self.node_urls.get(address.lower(), ""),
                 }
                 for i, (address, key) in enumerate(
                     zip(committee.nodes, committee.share_keys, strict=True), start=1
@@ -86,6 +113,7 @@ class GatewayService:
         """Catch up with the chain, prepare the shares that queued, then anchor pending
         releases."""
         self.watcher.catch_up()
+        self.ceremonies.tick()
         self.releaser.prepare_pending(limit=PREPARE_QUEUE_SIZE)  # all that queued
         if anchor:
             self.anchorer.anchor_pending()
@@ -111,6 +139,7 @@ class GatewayService:
         while not self._stop.is_set():
             try:
                 self.watcher.catch_up()
+                self.ceremonies.tick()
                 # outside the watcher's lock, paced: a request never waits for
                 # ahead-of-time work
                 self.releaser.prepare_pending()

@@ -16,7 +16,7 @@ from marketplace.eip712 import KeyRequest
 from marketplace.gateway.database import PostgresDatabase, SqliteDatabase, StateStoreError, Tx
 
 #: The layout below. A state file written by an older layout is refused, not misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -38,8 +38,8 @@ SCHEMA = (
         PRIMARY KEY (listing_id, version))""",
     """CREATE TABLE IF NOT EXISTS prepared (
         debit_id BIGINT NOT NULL, version BIGINT NOT NULL, buyer_key TEXT NOT NULL,
-        sealed_share TEXT NOT NULL, block_number BIGINT NOT NULL,
-        PRIMARY KEY (debit_id, version, buyer_key))""",
+        epoch BIGINT NOT NULL, sealed_share TEXT NOT NULL, block_number BIGINT NOT NULL,
+        PRIMARY KEY (debit_id, version, buyer_key, epoch))""",
     "CREATE INDEX IF NOT EXISTS prepared_by_block ON prepared (block_number)",
     """CREATE TABLE IF NOT EXISTS nonces (
         signer TEXT NOT NULL, nonce TEXT NOT NULL, expiry BIGINT NOT NULL,
@@ -247,30 +247,32 @@ class GatewayState:
 
     # ---------------------------------------------------------------- prepared shares
 
-    def prepared(self, debit_id: int, version: int, buyer_key: bytes | None = None) -> bytes | None:
-        """The share prepared for (debit, version) sealed to `buyer_key` (None: to whichever
-        key it was prepared for)."""
+    def prepared(
+        self, debit_id: int, version: int, buyer_key: bytes | None = None,
+        *, epoch: int | None = None,
+    ) -> bytes | None:
+        """The share prepared for (debit, version) sealed to `buyer_key` with the share of
+        committee `epoch` (None: whichever key or epoch it was prepared for)."""
+        sql = "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ?"
+        params: list[object] = [debit_id, version]
+        if buyer_key is not None:
+            sql += " AND buyer_key = ?"
+            params.append(buyer_key.hex())
+        if epoch is not None:
+            sql += " AND epoch = ?"
+            params.append(epoch)
         with self.db.read() as tx:
-            if buyer_key is None:
-                row = tx.one(
-                    "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ?",
-                    (debit_id, version),
-                )
-            else:
-                row = tx.one(
-                    "SELECT sealed_share FROM prepared WHERE debit_id = ? AND version = ? "
-                    "AND buyer_key = ?",
-                    (debit_id, version, buyer_key.hex()),
-                )
+            row = tx.one(sql, params)
         return bytes.fromhex(row[0]) if row else None
 
     def store_prepared(
-        self, debit_id: int, version: int, buyer_key: bytes, sealed: bytes, block_number: int
+        self, debit_id: int, version: int, buyer_key: bytes, sealed: bytes, block_number: int,
+        *, epoch: int,
     ) -> None:
         with self.db.transaction() as tx:
             tx.execute(
-                "INSERT INTO prepared VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (debit_id, version, buyer_key.hex(), sealed.hex(), block_number),
+                "INSERT INTO prepared VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (debit_id, version, buyer_key.hex(), epoch, sealed.hex(), block_number),
             )
 
     def prune_prepared(self, before_block: int, keep: int) -> int:

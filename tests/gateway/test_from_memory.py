@@ -25,7 +25,8 @@ def _releaser(stack: Stack) -> KeyReleaser:
     """Node 1's releaser with a head that stays fresh for the test's duration."""
     service = stack.services[1]
     releaser = KeyReleaser(
-        stack.market, service.state, service.watcher, service.node, head_ttl=3600.0
+        stack.market, service.state, service.watcher, service.node.account, service.shares,
+        head_ttl=3600.0,
     )
     service.watcher.on_event = releaser.on_event
     return releaser
