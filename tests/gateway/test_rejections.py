@@ -55,6 +55,7 @@ def test_error_table_is_the_documented_one() -> None:
         "expiry_too_far": 401, "nonce_reused": 409, "unknown_debit": 404,
         "unknown_version": 404, "not_entitled": 403, "invalid_capsule": 409,
         "invalid_buyer_key": 409, "chain_unavailable": 503, "state_unavailable": 503,
+        "not_in_committee": 503,
     }
 
 

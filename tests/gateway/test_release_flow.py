@@ -170,7 +170,8 @@ def test_health_reports_cursor_and_lag(stack: Stack) -> None:
     body = health.json()
     head = stack.market.w3.eth.block_number
     assert body == {
-        "node": 1, "address": stack.node_accounts[0].address, "market": stack.market.address,
+        "node": 1, "epoch": 1, "address": stack.node_accounts[0].address,
+        "market": stack.market.address,
         "cursor": head, "status": "ok", "confirmedHead": head, "lag": 0,
     }
     stack.dev.mine(2)
