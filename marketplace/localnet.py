@@ -49,6 +49,8 @@ class LocalNetwork:
     store: LocalStore
     deploy_gas: int
     down: set[int] = field(default_factory=set)
+    #: the deploying account, the market's governor (it proposes later committees)
+    deployer: LocalAccount | None = None
 
     @classmethod
     def start(
@@ -59,7 +61,10 @@ class LocalNetwork:
         threshold: int = 2,
         dkg: bool = False,
         phase_seconds: int = 30,
+        wait: bool = True,
     ) -> LocalNetwork:
+        """Deploy and run the gateways; with `dkg`, return once epoch 1 is final unless
+        `wait` is False (tests then drive the ceremony themselves)."""
         w3 = connect()
         dev = DevChain(w3)
         deployer = Account.create()
@@ -86,10 +91,10 @@ class LocalNetwork:
             )
             sent = MarketClient.deploy_dealt(w3, deployer, committee, nodes)
         net = cls(dev, sent.value, dealt, [], {}, {}, LocalStore(store_dir, fsync=False),
-                  sent.gas_used)
+                  sent.gas_used, deployer=deployer)
         for i, account in enumerate(nodes, start=1):
             net.add_gateway(account, dealt.shares[i - 1] if dealt else None)
-        if dkg:
+        if dkg and wait:
             net.await_epoch(1)
         return net
 
