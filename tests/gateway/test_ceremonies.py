@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from eth_account.signers.local import LocalAccount
 
+from marketplace.audit.auditor import Auditor
+from marketplace.audit.ceremonies import CEREMONIES
+from marketplace.audit.release_log import HttpReleaseLog
 from marketplace.ceremony_chain import committee_status
 from marketplace.chain.errors import CeremonyInProgress, NotCeremonyMember
 from marketplace.chain.types import CeremonyStatus
+from marketplace.eip712 import KeyRequest, sign
 from marketplace.keyrelease import CommitteeKeys
 from marketplace.keyrelease.dkg import Exclusion, MessageKind
 from marketplace.keyrelease.group import Point
@@ -25,6 +32,7 @@ from marketplace.localnet import LocalNetwork
 from tests.gateway.ceremony_helpers import (
     AnswerMode,
     accuse,
+    buy,
     contains_any,
     fetch,
     final_view,
@@ -298,3 +306,93 @@ def test_a_ceremony_past_its_deadline_fails_and_a_new_proposal_completes(
     listing = new_listing(net, owner)
     published = publish(net, owner, listing)
     assert fetch(net, published, listing).data_key == published.data_key
+
+
+# ------------------------------------------------------------ 6. reshare
+
+
+def key_request(net: LocalNetwork, buyer: LocalAccount, debit_id: int, version: int) -> Any:
+    request = KeyRequest(debit_id, version, int(net.clock()) + 60, os.urandom(32))
+    return {"request": request.to_message(),
+            "signature": "0x" + sign(buyer, net.domain, request).hex()}
+
+
+def test_reshare_keeps_y_and_old_capsules_open_from_new_shares_alone(
+    tmp_path: Path, networks: list[LocalNetwork]
+) -> None:
+    """2-of-3 (A1, A2, A3) → 3-of-5 (A2, A3, B4, B5, B6) with A3 down: A1 and A2 deal
+    their old shares; A3 recovers its new share later. A1 leaves the committee."""
+    net = LocalNetwork.start(tmp_path, size=3, threshold=2, dkg=True, phase_seconds=PHASE)
+    networks.append(net)
+    market, governor = net.market, net.deployer
+    assert governor is not None
+    owner = net.account()
+    listing = new_listing(net, owner)
+    published = publish(net, owner, listing)  # sealed to epoch 1's Y
+    assert fetch(net, published, listing).epoch == 1
+    old_shares = {}
+    for number in (1, 2, 3):
+        held = net.gateways[number].share_book.get(1)
+        assert held is not None
+        old_shares[number] = held.share
+
+    for _ in range(3):
+        net.add_gateway(net.account())
+    new_nodes = [net.node_accounts[i - 1] for i in (2, 3, 4, 5, 6)]
+    net.down = {3}
+    ceremony_id = market.propose_committee(
+        governor, roster(new_nodes, 3), phase_seconds=PHASE, deadline=net.dev.now() + 3_600
+    ).value
+    assert ceremony_id == 2
+    settle(net, 2, phase_seconds=PHASE)
+
+    one, two = market.committee_at(1), market.committee_at(2)
+    assert two.committee_key == one.committee_key  # Y byte-identical on chain
+    assert two.threshold == 3 and [a.lower() for a in two.nodes] == [
+        address(net, i) for i in (2, 3, 4, 5, 6)
+    ]
+    assert two.qualified == 0b011  # old dealers A1 and A2; A3 was down
+    keys = keys_at(net, 2)
+    keys.check_consistent()
+    net.sync()  # every live node has ticked once since the finalization
+    assert net.gateways[1].share_book.epochs() == []  # A1 left: epoch 1 erased
+    assert net.gateways[2].share_book.epochs() == [2]
+    assert net.gateways[3].share_book.epochs() == [1]  # down: it has not heard yet
+
+    net.down.clear()
+    net.sync()
+    for number in (2, 3, 4, 5, 6):
+        assert net.gateways[number].share_book.epochs() == [2], f"node {number}"
+    new_shares = {}
+    for number, index in zip((2, 3, 4, 5, 6), range(1, 6), strict=True):
+        held = net.gateways[number].share_book.get(2)
+        assert held is not None and int(held.index) == index
+        assert held.share.share_key.point == keys.share_key(index).point
+        new_shares[number] = held.share
+    secret = interpolate_secret([new_shares[n] for n in (3, 4, 6)])
+    assert Point.base_mul(secret) == keys.committee_key
+    # shares of different epochs do not interpolate to s
+    mixed = interpolate_secret([old_shares[1], new_shares[3], new_shares[4]])
+    assert Point.base_mul(mixed) != keys.committee_key
+
+    # the epoch-1 capsule opens from epoch-2 shares alone; the receipts name epoch 2
+    fetched = fetch(net, published, listing)
+    assert fetched.data_key == published.data_key and fetched.epoch == 2
+    assert len(fetched.receipts) >= 3
+    assert all(r["receipt"]["epoch"] == 2 for r in fetched.receipts.values()), fetched.receipts
+
+    # the node that left answers not_in_committee
+    buyer, _, debit_id = buy(net, listing)
+    response = net.clients[1].post("/v1/keys", json=key_request(
+        net, buyer, debit_id, published.ctx.version))
+    assert (response.status_code, response.json()["code"]) == (503, "not_in_committee")
+
+    # the auditor replays both ceremonies and every release of both epochs
+    net.sync()
+    sources = {g.node.address: HttpReleaseLog(n, net.clients[n])
+               for n, g in net.gateways.items()}
+    report = Auditor(market, net.store, sources).run()
+    assert report.clean, report.violations
+    assert [w.kind for w in report.warnings] == []
+    ceremonies = report.check(CEREMONIES)
+    assert ceremonies.checked >= 2 and ceremonies.failed == 0
