@@ -145,8 +145,10 @@ def contains_any(value: object, needles: Sequence[bytes]) -> bool:
 
 def file_gateway(net: LocalNetwork, number: int, path: Path) -> GatewayService:
     """Run gateway `number` again, as a new process would: a new service over the SQLite
-    file at `path` (its state on disk survives; its memory does not)."""
+    file at `path` (its state on disk survives; its memory does not). The old service's
+    database is closed first."""
     old = net.gateways[number]
+    old.state.db.close()
     gateway = GatewayService(
         market=net.market,
         state=GatewayState(SqliteDatabase(path)),

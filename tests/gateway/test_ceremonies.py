@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tests.gateway.ceremony_helpers import (
     buy,
     contains_any,
     fetch,
+    file_gateway,
     final_view,
     interpolate_secret,
     new_listing,
@@ -396,3 +398,45 @@ def test_reshare_keeps_y_and_old_capsules_open_from_new_shares_alone(
     assert [w.kind for w in report.warnings] == []
     ceremonies = report.check(CEREMONIES)
     assert ceremonies.checked >= 2 and ceremonies.failed == 0
+
+
+# ------------------------------------------------------------ 7. restart
+
+
+def test_a_dealer_restarted_between_deal_and_answer_still_answers(
+    tmp_path: Path, networks: list[LocalNetwork]
+) -> None:
+    """Dealer 1 runs on a SQLite file; node 2 accuses it. Its gateway is rebuilt on the
+    same file after DEAL and VERDICT: the new process answers from the seed it stored
+    (sealed), so its answer matches its commitments and it stays in QUAL. (A dealer that
+    drew a new polynomial after the restart would reveal a value off its commitments and
+    be excluded: INVALID_ANSWER.)"""
+    net = LocalNetwork.start(tmp_path / "store", size=3, threshold=2, dkg=True,
+                             phase_seconds=PHASE, wait=False)
+    networks.append(net)
+    path = tmp_path / "node1.sqlite"
+    file_gateway(net, 1, path)  # before its first tick: all its state is in the file
+    accuse(net.gateways[2].ceremonies, [1])
+    net.sync()
+    net.sync()
+    status = committee_status(net.market)["ceremony"]
+    assert status["phase"] == "answer", status
+    assert [a.lower() for a in status["waitingFor"]] == [address(net, 1)]
+    assert messages(net, 1, MessageKind.ANSWER) == []
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT ceremony_id, sealed_seed FROM ceremony_seeds").fetchall()
+    assert [r[0] for r in rows] == [1]
+
+    restarted = file_gateway(net, 1, path)
+    assert restarted.share_book.seed(1) is not None
+    settle(net, 1, phase_seconds=PHASE)
+
+    view = final_view(net, 1)
+    assert dict(view.complaints) == {1: (2,)}
+    assert messages(net, 1, MessageKind.ANSWER) == [address(net, 1)]
+    assert not view.excluded and set(view.revealed[1]) == {2}
+    assert net.market.committee_at(1).qualified == 0b111
+    keys = keys_at(net, 1)
+    held = restarted.share_book.get(1)
+    assert held is not None and held.share.share_key.point == keys.share_key(1).point
+    assert restarted.share_book.seed(1) is None  # erased once the epoch is final
