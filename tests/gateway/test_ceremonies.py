@@ -42,6 +42,7 @@ from tests.gateway.ceremony_helpers import (
     new_listing,
     publish,
     roster,
+    run_until,
     scalar_of,
     secret_encodings,
     settle,
@@ -440,3 +441,28 @@ def test_a_dealer_restarted_between_deal_and_answer_still_answers(
     held = restarted.share_book.get(1)
     assert held is not None and held.share.share_key.point == keys.share_key(1).point
     assert restarted.share_book.seed(1) is None  # erased once the epoch is final
+
+
+# ------------------------------------------------------------ finalization fallback
+
+
+def test_when_the_first_signer_goes_down_another_finalizes_a_phase_later(
+    tmp_path: Path, networks: list[LocalNetwork]
+) -> None:
+    """Node 1 signs the result first, then goes down before submitting it. The others
+    submit it one phase later by the gateways' clock (the chain's on LocalNetwork).
+    Failed before the fix: the fallback waited a phase of `time.monotonic()`, ignoring
+    the runner's clock, so moving the chain's clock past the phase did not help."""
+    net = LocalNetwork.start(tmp_path, size=3, threshold=2, dkg=True, phase_seconds=PHASE,
+                             wait=False)
+    networks.append(net)
+    run_until(net, lambda: address(net, 1) in messages(net, 1, MessageKind.RESULT))
+    net.down = {1}
+    net.sync()
+    assert len(messages(net, 1, MessageKind.RESULT)) == 3  # all signed, nobody submitted
+    net.sync()
+    assert net.market.current_epoch() == 0  # the others give the first signer its turn
+    net.dev.advance(PHASE + 1)
+    net.sync()
+    assert net.market.current_epoch() == 1
+    assert net.market.committee_at(1).qualified == 0b111
