@@ -4,11 +4,14 @@ and for the multi-process integration test.
     .venv/bin/python -m scripts.devstack [--nodes 3] [--threshold 2] [--state-dir DIR]
                                           [--block-time SECONDS]
 
-Starts anvil and a js-ipfs daemon on free ports, deals a committee with
-`datadebit committee init` (node URLs filled in), deploys the market with `datadebit deploy`,
-funds the node accounts (they pay for their release anchors) and runs one
-`datadebit gateway serve` process per node, each with its own SQLite file and log in the
-state directory. It prints the environment the CLI needs (also written to
+Starts anvil and a js-ipfs daemon on free ports, makes node keys and a roster with
+`datadebit committee init` (node URLs filled in), deploys the market for that roster with
+`datadebit deploy --roster`, funds the node accounts (they pay for their ceremony messages
+and release anchors) and runs one `datadebit gateway serve` process per node, each with its
+own SQLite file and log in the state directory. The gateways then generate the committee
+key among themselves (a DKG on the chain: no process ever holds the secret); the stack is
+up once epoch 1 is final and every node holds its share, and `committee export` has written
+the committee.json buyers use. It prints the environment the CLI needs (also written to
 `<state-dir>/env.sh` and `<state-dir>/datadebit.toml`) and stays in the foreground until
 Ctrl-C or SIGTERM, then stops every process group it started.
 
@@ -46,8 +49,9 @@ import httpx
 from eth_account import Account
 from eth_typing import ChecksumAddress
 
+from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
-from marketplace.committee import node_key_file_name, read_public_committee
+from marketplace.committee import ROSTER_FILE, node_key_file_name, read_roster
 from scripts.servers.anvil import AnvilError, start_anvil
 from scripts.servers.ipfs import IpfsDaemon, IpfsDaemonError
 from scripts.servers.process import free_port, stop_process_group
@@ -134,6 +138,7 @@ class Gateway:
     node_key: Path
     database: Path
     log: Path
+    address: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -167,6 +172,7 @@ class DevStack:
         self.accounts = dev_accounts()
         self.committee_dir = state_dir / "committee"
         self.committee_file = self.committee_dir / "committee.json"
+        self.roster_files = [self.committee_dir / ROSTER_FILE]
         self.passphrase_file = state_dir / "node-passphrase"
         self.setup_log = state_dir / "setup.log"
         self.rpc_url = ""
@@ -189,6 +195,7 @@ class DevStack:
         poll_interval: float = 0.2,
         anchor_interval: float = 2.0,
         startup_timeout: float = 60.0,
+        phase_seconds: int = 5,
     ) -> Iterator[DevStack]:
         """Bring the whole stack up in an empty (or new) `state_dir`; everything started
         is stopped when the block exits, however it exits."""
@@ -210,16 +217,17 @@ class DevStack:
             cleanup.callback(_stop_after, ipfs_started, ipfs.stop, pool)
             stack.rpc_url = cleanup.enter_context(start_anvil(block_time=block_time))
             cleanup.callback(stack.stop_gateways)
-            stack._deal_and_deploy()
+            stack._make_roster_and_deploy(phase_seconds)
             for index in stack.gateways:
                 stack.start_gateway(index, wait=False)
             for index in stack.gateways:
                 stack.wait_healthy(index)
+            stack.wait_epoch(1)
             stack.store_url = ipfs_started.result()
             stack._write_env_files()
             yield stack
 
-    def _deal_and_deploy(self) -> None:
+    def _make_roster_and_deploy(self, phase_seconds: int) -> None:
         ports = [free_port() for _ in range(self.nodes)]
         self.passphrase_file.touch(mode=0o600)
         self.passphrase_file.write_text(secrets.token_urlsafe(24), encoding="utf-8")
@@ -233,21 +241,116 @@ class DevStack:
         )
         deployer = self.accounts["deployer"]
         out = run_cli(
-            ["deploy", "--committee", str(self.committee_file), "--rpc", self.rpc_url],
+            ["deploy", "--roster", str(self.roster_files[0]), "--rpc", self.rpc_url,
+             "--phase", f"{phase_seconds}s", "--deadline", "30m"],
             env=_child_env({f"{ENV_PREFIX}PRIVATE_KEY": deployer.private_key}),
             log=self.setup_log,
         )
         self.market = out.strip().splitlines()[-1].strip()
         dev = DevChain(connect(self.rpc_url))
-        for node in read_public_committee(self.committee_file).nodes:
+        for index, node in enumerate(read_roster(self.roster_files[0]).nodes, start=1):
             dev.fund(node.address, NODE_FUNDING)
-            self.gateways[node.index] = Gateway(
-                index=node.index,
-                port=ports[node.index - 1],
-                node_key=self.committee_dir / node_key_file_name(node.index),
-                database=self.state_dir / f"gateway-{node.index}.db",
-                log=self.state_dir / f"gateway-{node.index}.log",
+            self.gateways[index] = Gateway(
+                index=index,
+                port=ports[index - 1],
+                node_key=self.committee_dir / node_key_file_name(index),
+                database=self.state_dir / f"gateway-{index}.db",
+                log=self.state_dir / f"gateway-{index}.log",
+                address=node.address,
             )
+
+    def wait_epoch(self, epoch: int, timeout: float | None = None) -> None:
+        """Wait until committee `epoch` is final and every running member holds its share
+        (their `/v1/health` says so), then write committee.json for buyers and auditors."""
+        market = MarketClient(connect(self.rpc_url), self.market)
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        while time.monotonic() < deadline:
+            if market.current_epoch() >= epoch:
+                members = {a.lower() for a in market.committee_at(epoch).nodes}
+                running = [
+                    i for i, g in self.gateways.items()
+                    if g.running and g.address.lower() in members
+                ]
+                if all(self.health(i).get("epoch") == epoch for i in running):
+                    self.export_committee()
+                    return
+            time.sleep(0.2)
+        raise DevStackError(
+            f"committee epoch {epoch} not final after {timeout or self.startup_timeout:.0f} s "
+            f"(see `datadebit committee status`):\n{self.log_tails()}"
+        )
+
+    def export_committee(self) -> None:
+        """(Re)write committee.json: the current epoch's keys, every roster's URLs."""
+        self.committee_file.unlink(missing_ok=True)
+        args = ["committee", "export", "--rpc", self.rpc_url, "--market", self.market,
+                "--out", str(self.committee_file)]
+        for roster in self.roster_files:
+            args += ["--roster", str(roster)]
+        run_cli(args, env=_child_env(), log=self.setup_log)
+
+    def reshare(
+        self, *, add: int, threshold: int, remove: tuple[int, ...] = (), timeout: float = 120.0
+    ) -> None:
+        """Move the committee to a new roster (the current nodes minus `remove`, plus `add`
+        new nodes) and threshold, keeping its key: new node keys, `committee propose` by
+        the governor (the deployer), approvals by the running nodes (their
+        --approve-rosters policy), new gateways started; returns once the new epoch is
+        final and its running members hold their shares."""
+        market = MarketClient(connect(self.rpc_url), self.market)
+        epoch = market.current_epoch() + 1
+        folder = self.committee_dir / f"epoch-{epoch}"
+        folder.mkdir(parents=True, exist_ok=True)
+        dev = DevChain(connect(self.rpc_url))
+        members = {
+            n.address.lower(): n for roster in self.roster_files for n in read_roster(roster).nodes
+        }
+        kept = [
+            members[a.lower()] for a in market.committee().nodes if self._index_of(a) not in remove
+        ]
+        entries: list[dict[str, str | None]] = [
+            {"address": n.address, "encryptionKey": "0x" + n.encryption_key.hex(), "url": n.url}
+            for n in kept
+        ]
+        new_addresses: set[str] = set()
+        for _ in range(add):
+            index = max(self.gateways) + 1
+            port = free_port()
+            key_file = folder / node_key_file_name(index)
+            out = run_cli(
+                ["committee", "keygen", "--out", str(key_file),
+                 "--url", f"http://127.0.0.1:{port}",
+                 "--passphrase-file", str(self.passphrase_file), "--kdf", "interactive"],
+                env=_child_env(), log=self.setup_log,
+            )
+            entry = json.loads(out.strip().splitlines()[-1])
+            entries.append(entry)
+            new_addresses.add(entry["address"].lower())
+            dev.fund(entry["address"], NODE_FUNDING)
+            self.gateways[index] = Gateway(
+                index=index, port=port, node_key=key_file,
+                database=self.state_dir / f"gateway-{index}.db",
+                log=self.state_dir / f"gateway-{index}.log", address=entry["address"],
+            )
+        roster_file = folder / ROSTER_FILE
+        roster_file.write_text(json.dumps({"threshold": threshold, "nodes": entries}, indent=2))
+        self.roster_files.append(roster_file)
+        for index, gateway in self.gateways.items():
+            if not gateway.running and gateway.address.lower() in new_addresses:
+                self.start_gateway(index)
+        run_cli(
+            ["committee", "propose", "--roster", str(roster_file), "--rpc", self.rpc_url,
+             "--market", self.market, "--deadline", "30m", "--phase", "5s"],
+            env=_child_env({f"{ENV_PREFIX}PRIVATE_KEY": self.accounts["deployer"].private_key}),
+            log=self.setup_log,
+        )
+        self.wait_epoch(epoch, timeout)
+
+    def _index_of(self, address: str) -> int | None:
+        for index, gateway in self.gateways.items():
+            if gateway.address.lower() == address.lower():
+                return index
+        return None
 
     def start_gateway(self, index: int, *, wait: bool = True) -> None:
         """(Re)start node `index` on its port and state file; with `wait`, returns once it
@@ -262,7 +365,8 @@ class DevStack:
             "--market", self.market,
             "--state", f"sqlite:///{gateway.database}",
             "--port", str(gateway.port),
-            "--committee", str(self.committee_file),
+            *[arg for roster in self.roster_files for arg in ("--roster", str(roster))],
+            "--approve-rosters",
             "--passphrase-file", str(self.passphrase_file),
             "--poll-interval", str(self.poll_interval),
             "--anchor-interval", str(self.anchor_interval),

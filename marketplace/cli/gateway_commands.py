@@ -3,7 +3,10 @@ and run one key-release node of it."""
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -165,6 +168,10 @@ def serve(
     from marketplace.gateway.state import GatewayState  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # `kill -USR1 <pid>` writes every thread's stack to the log: how an operator (or a
+    # test) sees where a node is stuck
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # stderr is not a file
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         chain = connect(rpc)
         if confirmations == 0 and not allow_zero_confirmations:

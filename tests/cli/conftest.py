@@ -24,6 +24,7 @@ from typer.testing import CliRunner, Result
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
+from marketplace.chain.types import Committee
 from marketplace.cli.main import app
 from marketplace.committee import CommitteeNode, NodeKey, PublicCommittee
 from marketplace.gateway.api import create_app
@@ -156,12 +157,13 @@ def deploy_market(rpc: str, folder: Path, *, serve: bool = True) -> Deployment:
     )
     bare = folder / "committee-no-urls.json"
     bare.write_text(json.dumps(public.to_json()))
-    deployed = invoke(
-        "deploy", "--committee", bare, "--rpc", rpc,
-        env={"DATADEBIT_PRIVATE_KEY": "0x" + bytes(deployer.key).hex()},
-    )
-    assert deployed.exit_code == 0, deployed.stderr
-    market = MarketClient(w3, deployed.stdout.strip())
+    # the trusted-dealer development deploy (shares known here, so gateways run in process);
+    # `datadebit deploy --roster` itself is tested in test_committee_cli.py
+    deployed_market = MarketClient.deploy_dealt(w3, deployer, Committee(
+        dealt.keys.committee_key.to_bytes(), 2, tuple(n.address for n in nodes),
+        tuple(k.point.to_bytes() for k in dealt.keys.share_keys),
+    ), nodes).value
+    market = MarketClient(w3, deployed_market.address)
     deployment = Deployment(
         rpc=rpc, market=market, dev=dev, dealt=dealt, committee_file=bare,
         store=folder / "store", folder=folder, owner=owner, buyer=buyer,

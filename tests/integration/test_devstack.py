@@ -30,9 +30,14 @@ import pytest
 from marketplace.audit.auditor import NODES as NODES_CHECK
 from marketplace.audit.content import NAME as CONTENT_CHECK
 from marketplace.audit.releases import SIGNATURES as SIGNATURES_CHECK
-from marketplace.chain.market import MarketClient
+from marketplace.chain.market import TRUSTED_DEALER_TRANSCRIPT, MarketClient
 from marketplace.chain.provider import connect
-from marketplace.committee import read_public_committee
+from marketplace.committee import load_node_key, read_public_committee
+from marketplace.gateway.database import SqliteDatabase
+from marketplace.gateway.shares import ShareBook
+from marketplace.gateway.state import GatewayState
+from marketplace.keyrelease import NodeShare, Point, Scalar
+from marketplace.keyrelease.shamir import lagrange_coefficients
 from scripts.devstack import ROOT, DevStack
 
 pytestmark = pytest.mark.integration
@@ -434,4 +439,116 @@ def test_a_restarted_gateway_catches_up_from_its_persisted_cursor(
 
 def test_audit_after_the_crashes_and_restarts_is_clean(stack: DevStack) -> None:
     """Last in the module: kills and restarts above left nothing the auditor objects to."""
+    audit(stack)
+
+
+# -- the committee: a DKG among the gateway processes, then a reshare -----------------------
+
+
+def _held_shares(stack: DevStack, epoch: int) -> dict[int, NodeShare]:
+    """Each running member's share of `epoch`, opened from its gateway's state database
+    with its node key (as only that node can): the test reassembles what no process ever
+    does."""
+    passphrase = stack.passphrase_file.read_text()
+    shares: dict[int, NodeShare] = {}
+    for gateway in stack.gateways.values():
+        if not gateway.database.exists():
+            continue
+        key = load_node_key(gateway.node_key, passphrase)
+        state = GatewayState(SqliteDatabase(gateway.database))
+        try:
+            held = ShareBook(state, key.account).get(epoch)
+        finally:
+            state.db.close()
+        if held is not None:
+            shares[held.index] = held.share
+    return shares
+
+
+def _secret_from(shares: list[NodeShare]) -> int:
+    weights = lagrange_coefficients([s.index for s in shares])
+    total = Scalar.from_int(0)
+    for share in shares:
+        total = total + weights[share.index] * Scalar.from_bytes(share.secret.to_secret_bytes())
+    return total.to_int()
+
+
+def _files_containing(folder: Path, needles: list[bytes]) -> list[Path]:
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if any(needle in data for needle in needles):
+                found.append(path)
+    return found
+
+
+def test_the_committee_key_comes_from_a_dkg_and_no_node_file_or_log_holds_the_secret(
+    stack: DevStack,
+) -> None:
+    market = market_of(stack)
+    deployed = market.committee()
+    ceremony = market.committee_at(1)
+    assert ceremony.transcript_hash != TRUSTED_DEALER_TRANSCRIPT  # not dealt: a DKG ran
+    assert len(market.ceremony_messages(ceremony.ceremony_id, 0)) >= 3 * 3  # deal/verdict/result
+    shares = _held_shares(stack, 1)
+    assert sorted(shares) == [1, 2, 3]
+    for index, share in shares.items():
+        assert share.share_key.point.to_bytes() == deployed.share_keys[index - 1]
+    secret = _secret_from([shares[1], shares[3]])
+    assert Point.base_mul(Scalar.from_int(secret)).to_bytes() == deployed.committee_key
+    assert _secret_from([shares[2], shares[3]]) == secret
+    for one in shares.values():  # t - 1 = 1 share alone is not the secret
+        assert Scalar.from_bytes(one.secret.to_secret_bytes()).to_int() != secret
+    encodings = [secret.to_bytes(32, "little"), secret.to_bytes(32, "big")]
+    encodings += [e.hex().encode() for e in encodings]
+    assert _files_containing(stack.state_dir, encodings) == []
+
+
+def test_a_reshare_to_three_of_five_with_an_old_node_down_keeps_the_key_and_the_data(
+    stack: DevStack, bought: tuple[int, Path], tmp_path: Path
+) -> None:
+    """Grow 2-of-3 to 3-of-5 while node 3 is down: the committee key stays byte-identical,
+    a version published in epoch 1 opens from epoch-2 shares alone, the old shares are
+    erased, and the whole story (publish, buy, consent, revoke, audit) goes on."""
+    market = market_of(stack)
+    before = market.committee()
+    debit, data = bought
+    stack.kill_gateway(3)
+    stack.reshare(add=2, threshold=3)
+    after = market.committee()
+    assert market.current_epoch() == 2
+    assert after.committee_key == before.committee_key
+    assert after.threshold == 3 and len(after.nodes) == 5
+    assert after.nodes[:3] == before.nodes
+    for index in (1, 2):  # the running old nodes erased their epoch-1 shares
+        passphrase = stack.passphrase_file.read_text()
+        gateway = stack.gateways[index]
+        state = GatewayState(SqliteDatabase(gateway.database))
+        try:
+            book = ShareBook(state, load_node_key(gateway.node_key, passphrase).account)
+            assert book.epochs() == [2]
+        finally:
+            state.db.close()
+
+    got = fetch(stack, "buyer_a", debit, tmp_path / "old.csv")  # epoch-1 capsule
+    assert (tmp_path / "old.csv").read_bytes() == data.read_bytes()
+    epochs = set()
+    for index in (1, 2, 4, 5):
+        releases = httpx.get(f"{stack.gateways[index].url}/v1/releases", timeout=5.0).json()
+        epochs |= {r["receipt"]["epoch"] for r in releases["releases"]
+                   if r["receipt"]["debitId"] == debit}
+    assert 2 in epochs, got.stderr
+
+    listing = create_listing(stack, auto_approve=False)
+    fresh = make_csv(tmp_path / "fresh.csv", 2000, seed=21)
+    assert publish(stack, listing, fresh) == 1
+    later = request_debit(stack, "buyer_b", listing)
+    datadebit(stack, "owner", "owner", "consent", str(later))
+    fetch(stack, "buyer_b", later, tmp_path / "fresh-out.csv")
+    assert (tmp_path / "fresh-out.csv").read_bytes() == fresh.read_bytes()
+    datadebit(stack, "owner", "owner", "revoke", str(later))
+    stack.start_gateway(3)  # back: it never held an epoch-2 share... until it reads the chain
+    stack.wait_epoch(2)
+    assert sorted(_held_shares(stack, 2)) == [1, 2, 3, 4, 5]
     audit(stack)
