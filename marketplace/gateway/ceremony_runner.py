@@ -67,6 +67,7 @@ class CeremonyRunner:
         self._posted: dict[tuple[int, int], int] = {}  # (ceremony, kind) -> block posted in
         self._params: dict[int, CeremonyParams] = {}
         self._enough_since: dict[int, float] = {}
+        self._caught_up = 0  # the epoch in force when last checked (see `_catch_up`)
 
     # ------------------------------------------------------------ one round
 
@@ -76,6 +77,7 @@ class CeremonyRunner:
         ceremony_id = self.market.latest_ceremony(block=head)
         if ceremony_id == 0 or ceremony_id in self._finished:
             return
+        self._catch_up(head, ceremony_id)
         info = self.market.ceremony(ceremony_id, block=head)
         if info.status is CeremonyStatus.FINALIZED:
             self._adopt(info)
@@ -96,6 +98,18 @@ class CeremonyRunner:
             return  # not in this ceremony
         view = self.reader.view(info, to_block=head, now=now, params=params)
         self._act(info, view, head)
+
+    def _catch_up(self, head: int, latest: int) -> None:
+        """Adopt the epoch in force if its ceremony is not the latest one: a node that was
+        down while it was finalized and a later ceremony was proposed still takes its share
+        (it needs it to serve, and to deal in a reshare)."""
+        epoch = self.market.current_epoch(block=head)
+        if epoch <= self._caught_up:
+            return
+        final = self.market.committee_at(epoch, block=head)
+        if final.ceremony_id != latest and final.ceremony_id not in self._finished:
+            self._adopt(self.market.ceremony(final.ceremony_id, block=head))
+        self._caught_up = epoch
 
     def _params_of(self, info: CeremonyInfo) -> CeremonyParams:
         params = self._params.get(info.ceremony_id)

@@ -466,3 +466,35 @@ def test_when_the_first_signer_goes_down_another_finalizes_a_phase_later(
     net.sync()
     assert net.market.current_epoch() == 1
     assert net.market.committee_at(1).qualified == 0b111
+
+
+# ------------------------------------------------------------ catching up
+
+
+def test_a_node_back_after_a_new_proposal_still_adopts_the_epoch_it_missed(
+    tmp_path: Path, networks: list[LocalNetwork]
+) -> None:
+    """Node 3 is down through the DKG of epoch 1 and still down when the governor proposes
+    a reshare. Back up, it must first take its epoch-1 share from the DKG's transcript,
+    then deal its part of the reshare. Failed before the fix: the runner only looked at
+    the latest ceremony, so node 3 never adopted epoch 1 (no share: `not_in_committee`),
+    could not deal in the reshare ("no share of epoch 1") and was left out of QUAL."""
+    net = LocalNetwork.start(tmp_path, size=3, threshold=2, dkg=True, phase_seconds=PHASE,
+                             wait=False)
+    networks.append(net)
+    governor = net.deployer
+    assert governor is not None
+    net.down = {3}
+    settle(net, 1, phase_seconds=PHASE)
+    assert net.market.committee_at(1).qualified == 0b011
+    net.market.propose_committee(governor, roster(net.node_accounts, 2),
+                                 phase_seconds=PHASE, deadline=net.dev.now() + 3_600)
+    net.down.clear()
+    net.sync()  # nodes 1 and 2 approve (the reshare opens); node 3 catches up and deals
+    held = net.gateways[3].share_book.get(1)
+    assert held is not None and held.share.share_key.point == keys_at(net, 1).share_key(3).point
+    assert address(net, 3) in messages(net, 2, MessageKind.DEALING)
+    assert settle(net, 2, phase_seconds=PHASE) == 0
+    assert net.market.committee_at(2).qualified == 0b111
+    for number in (1, 2, 3):
+        assert net.gateways[number].share_book.epochs() == [2]
