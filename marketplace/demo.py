@@ -2,10 +2,13 @@
 
 An owner lists an auto-approved feed and one that needs consent, encrypts generated CSV
 versions on "their machine", stores the ciphertext by CID and anchors CID + capsule
-on-chain. Buyer A buys and decrypts through a 2-of-3 gateway committee (with one gateway
-down); buyer B asks, is refused until the owner consents, decrypts, is revoked and then
-refused the next version; a tampered stored block is refused; the owner claims and
-withdraws. Every step checks its outcome and the run fails loudly if one does not hold.
+on-chain. The gateways generate their committee key by a DKG on the chain. Buyer A buys and
+decrypts through the 2-of-3 committee (with one gateway down); buyer B asks, is refused
+until the owner consents, decrypts, is revoked and then refused the next version; a
+tampered stored block is refused; the owner claims and withdraws; an auditor replays it
+all; the committee grows to 3-of-4 by a reshare that keeps its key, and a buyer decrypts
+an old version from the new shares. Every step checks its outcome and the run fails
+loudly if one does not hold.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from rich.table import Table
 from marketplace.audit.auditor import Auditor
 from marketplace.audit.release_log import HttpReleaseLog
 from marketplace.audit.render import print_report
+from marketplace.chain.market import TRUSTED_DEALER_TRANSCRIPT
 from marketplace.chain.types import Sent
 from marketplace.errors import MarketplaceError
 from marketplace.keyclient import KeyFetchFailed
+from marketplace.keyrelease import Point
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.keyrelease.capsule import Capsule, CapsuleContext, make_capsule
 from marketplace.localnet import LocalNetwork
@@ -112,7 +117,9 @@ class Demo:
         self.out = console
         self.work = workdir
         self.ledger = Ledger()
-        self.net = LocalNetwork.start(workdir / "store")
+        started = time.perf_counter()
+        self.net = LocalNetwork.start(workdir / "store", dkg=True)
+        self.ledger.timings["committee DKG (3 nodes)"] = time.perf_counter() - started
         self.owner = self.net.account()
         self.market = self.net.market
         self.tampered_ciphertext = b""
@@ -221,8 +228,9 @@ class Demo:
         net, market, owner = self.net, self.market, self.owner
         self.say("[bold]1. A market, a 2-of-3 key-release committee, and a data owner[/]")
         self.ledger.gas["deploy"] = net.deploy_gas
-        self.say(f"   DataMarket at {market.address} (chain {market.chain_id}); "
-                 f"gateways 1..3 hold one share each of the committee key")
+        self.say(f"   DataMarket at {market.address} (chain {market.chain_id}); the three "
+                 "gateways generated the committee key among themselves on the chain")
+        self.committee_story()
 
         self.say("[bold]2. The owner lists two feeds and publishes encrypted versions[/]")
         auto = self.ledger.tx("createListing", market.create_listing(
@@ -273,19 +281,58 @@ class Demo:
         self.check(withdrawn == before and withdrawn >= claimed > 0,
                    f"claimed {claimed / 1e18:.6f} ETH on A's debit; "
                    f"withdrew {withdrawn / 1e18:.6f} ETH")
-        held = market.contract_balance()
+        self.check_escrow([debit_a, debit_b], [owner, buyer_a, buyer_b])
+        self.check_release_logs()
+        self.audit()
+        self.reshare(auto, a_v1)
+
+    def check_escrow(self, debits: list[int], accounts: list[LocalAccount]) -> None:
+        held = self.market.contract_balance()
         escrow = sum(
-            market.debit(d).amount - market.debit(d).settled for d in (debit_a, debit_b)
+            self.market.debit(d).amount - self.market.debit(d).settled for d in debits
         )
-        credited = sum(market.balance_of(a.address) for a in (owner, buyer_a, buyer_b))
+        credited = sum(self.market.balance_of(a.address) for a in accounts)
         self.check(held == escrow + credited,
                    "market balance = unaccrued escrow + credited balances")
-        releases = sum(len(g.state.releases_after(0)) for g in net.gateways.values())
-        anchors = sum(len(g.state.anchors()) for g in net.gateways.values())
+
+    def check_release_logs(self) -> None:
+        releases = sum(len(g.state.releases_after(0)) for g in self.net.gateways.values())
+        anchors = sum(len(g.state.anchors()) for g in self.net.gateways.values())
         self.check(releases > 0 and anchors > 0,
                    f"{releases} signed releases across gateways, "
                    f"anchored in {anchors} Merkle roots")
-        self.audit()
+
+    def committee_story(self) -> None:
+        """What the DKG left on the chain: a transcript anyone can replay, one share per
+        gateway, and no machine that ever held the committee secret."""
+        epoch = self.market.committee_at(1)
+        messages = self.market.ceremony_messages(epoch.ceremony_id, 0)
+        self.check(epoch.transcript_hash != TRUSTED_DEALER_TRANSCRIPT and len(messages) >= 6,
+                   f"epoch 1 from a DKG: {len(messages)} ceremony messages on chain "
+                   f"(dealings, verdicts, signatures), no dealer")
+        held = [g.share_book.get(1) for g in self.net.gateways.values()]
+        self.check(all(h is not None for h in held) and self.net.keys.committee_key
+                   == Point.from_bytes(epoch.committee_key),
+                   "each gateway holds its own share; the committee key is on chain")
+
+    def reshare(self, listing_id: int, published: PublishedVersion) -> None:
+        """The committee grows to 3-of-4 by a reshare: same key, new shares, and a version
+        published before it opens from the new shares alone."""
+        self.say("[bold]9. The committee grows to 3-of-4; its key stays the same[/]")
+        net = self.net
+        before = self.market.committee().committee_key
+        started = time.perf_counter()
+        roster = net.roster_with([*net.node_accounts, net.account()], threshold=3)
+        epoch = net.reshare(roster)
+        self.ledger.timings["committee reshare (3 -> 4 nodes)"] = time.perf_counter() - started
+        self.check(epoch == 2 and self.market.committee().committee_key == before,
+                   "epoch 2 is final and the committee key is byte-identical: no re-encryption")
+        buyer_c = net.account()
+        debit_c = self.buy(buyer_c, listing_id, periods=1)
+        net.sync()
+        plain = self.fetch(buyer_c, debit_c, published)
+        self.check(_sha256(plain) == published.sha256,
+                   "buyer C decrypts a version published in epoch 1 from epoch-2 shares")
 
     def audit(self) -> None:
         """Run the auditor over the in-process gateways; the tampered block of step 6 is the

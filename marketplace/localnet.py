@@ -140,6 +140,31 @@ class LocalNetwork:
                 return False
         return True
 
+    def reshare(self, roster: Roster, *, phase_seconds: int = 30) -> int:
+        """Propose `roster` as the next committee (the deployer is the governor), let the
+        gateways approve (LocalNetwork's nodes run the approve-every-roster policy) and
+        run the reshare; returns the new epoch once its live members hold their shares."""
+        assert self.deployer is not None
+        epoch = self.market.current_epoch() + 1
+        self.market.propose_committee(
+            self.deployer, roster, phase_seconds=phase_seconds, deadline=self.dev.now() + 86_400
+        )
+        self.await_epoch(epoch)
+        return epoch
+
+    def roster_with(self, accounts: list[LocalAccount], threshold: int) -> Roster:
+        """A roster of these node accounts (gateways are started for new ones)."""
+        known = {g.node.address for g in self.gateways.values()}
+        for account in accounts:
+            if account.address not in known:
+                self.dev.fund(account.address, 10 * ETHER)
+                self.add_gateway(account)
+        return Roster(
+            tuple(a.address for a in accounts),
+            tuple(node_encryption_key(a) for a in accounts),
+            threshold,
+        )
+
     @property
     def keys(self) -> CommitteeKeys:
         """The public keys of the committee in force now, read from the chain."""
