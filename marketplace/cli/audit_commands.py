@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +31,7 @@ from marketplace.cli.config import (
     open_store,
     read_committee,
 )
-from marketplace.committee import PublicCommittee
+from marketplace.committee import PublicCommittee, RosterFile, read_roster
 from marketplace.errors import MarketplaceError
 from storage.errors import StorageError
 
@@ -47,12 +48,23 @@ def _cannot(message: str) -> typer.Exit:
     return typer.Exit(CANNOT_AUDIT)
 
 
-def node_sources(public: PublicCommittee, timeout: float) -> dict[int, ReleaseLogSource]:
-    """One HTTP log source per node with a URL (a node without one is reported unreachable)."""
+def node_sources(
+    public: PublicCommittee, timeout: float, rosters: Sequence[RosterFile] = ()
+) -> dict[str, ReleaseLogSource]:
+    """One HTTP log source per node with a URL, by address: the current committee's from
+    committee.json, and former nodes' from roster files (a node without a URL is reported
+    unreachable, or, if it left and anchored nothing, warned about)."""
+    urls: dict[str, tuple[int, str]] = {}
+    for roster in rosters:
+        for position, member in enumerate(roster.nodes, start=1):
+            if member.url:
+                urls[member.address.lower()] = (position, member.url)
+    for node in public.nodes:
+        if node.url:
+            urls[node.address.lower()] = (node.index, node.url)
     return {
-        node.index: HttpReleaseLog.connect(node.index, node.url, timeout=timeout)
-        for node in public.nodes
-        if node.url
+        address: HttpReleaseLog.connect(index, url, timeout=timeout)
+        for address, (index, url) in urls.items()
     }
 
 
@@ -95,6 +107,10 @@ def audit(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds per gateway request (the whole page)")
     ] = 10.0,
+    roster_files: Annotated[
+        list[Path] | None,
+        typer.Option("--roster", help="roster.json of an earlier epoch, for former nodes' URLs"),
+    ] = None,
 ) -> None:
     """Check a deployment end to end: balances, debit transitions, every CID, every release."""
     try:
@@ -102,7 +118,8 @@ def audit(
         public = read_committee(committee)
         check_committee_matches(public, client.committee(), Path(str(committee)))
         auditor = Auditor(
-            client, open_store(store, existing=True), node_sources(public, timeout),
+            client, open_store(store, existing=True),
+            node_sources(public, timeout, [read_roster(p) for p in roster_files or ()]),
             from_block=from_block, max_block_range=max_block_range,
             max_pending_age=max_pending_age, max_lag=max_lag, max_tail=max_tail,
         )

@@ -152,3 +152,20 @@ def test_durations_are_checked(bad: str, folder: Path) -> None:
     result = invoke("committee", "propose", "--roster", folder / "c" / "roster.json",
                     "--deadline", bad, "--rpc", "http://127.0.0.1:1", "--market", "0x" + "11" * 20)
     assert result.exit_code == 2 and "duration" in result.output
+
+
+def test_the_audit_reads_former_nodes_logs_from_their_roster(folder: Path) -> None:
+    """After a reshare drops a node, committee.json no longer names it: `audit --roster`
+    gives its URL (keyed by address, since indices change between epochs)."""
+    from marketplace.cli.audit_commands import node_sources  # noqa: PLC0415
+    from marketplace.committee import CommitteeNode, PublicCommittee  # noqa: PLC0415
+    from marketplace.keyrelease import NodeIndex, Point, Scalar  # noqa: PLC0415
+
+    old = read_roster(folder / "c" / "roster.json")
+    point = Point.base_mul(Scalar.from_int(7))
+    current = PublicCommittee(1, point, (
+        CommitteeNode(NodeIndex(1), old.nodes[1].address, point, "http://127.0.0.1:9"),
+    ))
+    sources = node_sources(current, 1.0, [old])
+    assert set(sources) == {n.address.lower() for n in old.nodes}
+    assert node_sources(current, 1.0).keys() == {old.nodes[1].address.lower()}
