@@ -66,6 +66,10 @@ class Failure(StrEnum):
     DEADLINE_PASSED = "deadline_passed"
 
 
+#: A time no phase reaches: the end of a phase waiting for its quorum.
+_NEVER = 2**64
+
+
 @dataclass(frozen=True, slots=True)
 class CeremonyMessage:
     """One `CeremonyMessage` event with where and when it was mined."""
@@ -181,13 +185,18 @@ class CeremonyView:
     ignored: tuple[IgnoredMessage, ...] = ()
     missing: tuple[str, ...] = ()
     failure: Failure | None = None
+    #: When the DEAL phase closes by time (later than openedAt + P when its quorum of
+    #: usable dealings came late; never, i.e. the deadline, while it has not come).
+    deal_end: int = _NEVER
 
     @property
     def cutoff(self) -> int:
         """When the current phase closes by time (RESULT: the deadline)."""
         p = self.schedule.phase_seconds
-        if self.phase is Phase.NOT_OPEN or self.phase is Phase.DEAL:
+        if self.phase is Phase.NOT_OPEN:
             return self.schedule.opened_at + p if self.schedule.opened_at else 0
+        if self.phase is Phase.DEAL:  # waits for its quorum of dealings (up to the deadline)
+            return min(self.deal_end, self.schedule.deadline)
         if self.phase is Phase.VERDICT:
             assert self.deal_close is not None
             return self.deal_close.time + p
@@ -262,6 +271,7 @@ class _Window:
 
     counted: dict[int, tuple[CeremonyMessage, object]]
     close: PhaseClose | None
+    end: int = _NEVER
 
 
 class _Evaluation:
@@ -298,38 +308,69 @@ class _Evaluation:
         end: int,
         expected: set[int] | None,
         parse: Callable[[CeremonyMessage, int], object],
+        *,
+        quorum: int = 0,
+        usable: Callable[[object], bool] = lambda _parsed: True,
     ) -> _Window:
         """Count the first well-formed message per sender within (start, end); close early
         when every expected sender is counted (at once if none is expected; never if
-        `expected` is None), else by time once `now` >= end."""
+        `expected` is None), else by time once `now` >= end.
+
+        With a `quorum`, the phase cannot close by time before `quorum` usable messages
+        are counted; when the quorum is reached only after `end`, the phase ends one phase
+        after the message that reached it. So gateways started long after the ceremony
+        opened still deal in it instead of finding a phase that closed without them (the
+        deadline bounds the wait)."""
         counted: dict[int, tuple[CeremonyMessage, object]] = {}
+        phase = end - start.time
+        usable_count = 0
+        if quorum > 0:
+            end = _NEVER
         close = start if expected is not None and not expected else None
         for message in self.messages:
             if message.kind != kind:
                 continue
             index = senders.get(message.sender.lower())
-            reason = None
-            if index is None:
-                reason = f"sender has no role in phase {kind.name}"
-            elif not start.admits(message):
-                reason = "posted before its phase opened"
-            elif message.block_timestamp >= end or close is not None:
-                reason = "posted after its phase closed"
-            elif index in counted:
-                reason = "an earlier message of this sender and kind counts"
-            else:
+            reason = _refusal(kind, message, index, start, end, close, counted)
+            if reason is None and index is not None:
                 parsed = parse(message, index)
-                if isinstance(parsed, MalformedCeremonyMessage):
-                    reason = parsed.reason
-                else:
+                if not isinstance(parsed, MalformedCeremonyMessage):
                     counted[index] = (message, parsed)
+                    if usable(parsed):
+                        usable_count += 1
+                        if usable_count == quorum:
+                            on_time = start.time + phase
+                            late = message.block_timestamp >= on_time
+                            end = message.block_timestamp + phase if late else on_time
                     if expected is not None and expected <= counted.keys():
                         close = PhaseClose(message.block_timestamp, message.block_number, True)
                     continue
-            self.ignored.append(IgnoredMessage(message, reason))
+                reason = parsed.reason
+            self.ignored.append(IgnoredMessage(message, reason or "no role"))
         if close is None and self.now >= end:
             close = PhaseClose(end, None, False)
-        return _Window(counted, close)
+        return _Window(counted, close, end)
+
+
+def _refusal(
+    kind: MessageKind,
+    message: CeremonyMessage,
+    index: int | None,
+    start: PhaseClose,
+    end: int,
+    close: PhaseClose | None,
+    counted: Mapping[int, object],
+) -> str | None:
+    """Why `message` does not count in its phase's window (None: it may, if well formed)."""
+    if index is None:
+        return f"sender has no role in phase {kind.name}"
+    if not start.admits(message):
+        return "posted before its phase opened"
+    if message.block_timestamp >= end or close is not None:
+        return "posted after its phase closed"
+    if index in counted:
+        return "an earlier message of this sender and kind counts"
+    return None
 
 
 def _parsed(window: _Window, kind: type[_T]) -> dict[int, _T]:
@@ -382,6 +423,8 @@ def evaluate(
         schedule.opened_at + p,
         all_dealers,
         lambda message, index: parse_dealing(message.payload, params, index),
+        quorum=params.required_qualified,
+        usable=lambda parsed: not isinstance(parsed, InvalidDealing),
     )
     state = _State(run)
     state.deal(deal)
@@ -437,6 +480,7 @@ class _State:
         self.result: CeremonyResult | None = None
         self.signatures: tuple[ResultSignature, ...] = ()
         self.failure: Failure | None = None
+        self.deal_end = _NEVER
 
     def _count(self, kind: MessageKind, window: _Window) -> None:
         for index, (message, _) in window.counted.items():
@@ -446,6 +490,7 @@ class _State:
 
     def deal(self, window: _Window) -> None:
         self._count(MessageKind.DEALING, window)
+        self.deal_end = window.end
         for index, (_, parsed) in window.counted.items():
             if isinstance(parsed, Dealing):
                 self.dealings[index] = parsed
@@ -556,7 +601,8 @@ class _State:
     def view(self, phase: Phase, missing: list[str]) -> CeremonyView:
         failure = self.failure
         if failure is None and self.run.now >= self.run.schedule.deadline:
-            failure = Failure.DEADLINE_PASSED
+            short = phase is Phase.DEAL and len(self.dealings) < self.params.required_qualified
+            failure = Failure.TOO_FEW_DEALINGS if short else Failure.DEADLINE_PASSED
         closes = [*self.closes, None, None, None]
         transcript = sorted(self.counted, key=lambda c: (c.kind, c.sender_index))
         return CeremonyView(
@@ -580,6 +626,7 @@ class _State:
             ignored=tuple(sorted(self.run.ignored, key=_position)),
             missing=tuple(missing),
             failure=failure,
+            deal_end=self.deal_end,
         )
 
 

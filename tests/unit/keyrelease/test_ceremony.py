@@ -104,6 +104,33 @@ def test_deal_closes_by_time_with_a_silent_dealer() -> None:
     assert view.actions_for(nodes[1].address).deal is False
 
 
+def test_deal_waits_for_a_quorum_of_dealings_from_gateways_started_late() -> None:
+    """Gateways started long after the ceremony opened (operators deploy first, then start
+    nodes) still deal: with fewer than t usable dealings the phase does not close by time
+    (before this rule it closed at T0 + P and the ceremony sat failed until its deadline:
+    reproduced with real gateway processes); the t-th dealing, late, restarts the clock."""
+    chain, nodes, dealers = setup(5, 3)
+    chain.clock = T0 + 1
+    deal(chain, nodes, dealers, [2])
+    late = chain.view(now=T0 + 5 * P)
+    assert late.phase is Phase.DEAL and late.failure is None
+    assert late.cutoff == DEADLINE and late.actions_for(nodes[0].address).deal
+    chain.clock = T0 + 5 * P
+    deal(chain, nodes, dealers, [4, 1])  # the quorum (3) is reached at T0 + 5P
+    view = chain.view(now=T0 + 6 * P - 1)
+    assert view.phase is Phase.DEAL and view.cutoff == T0 + 6 * P
+    assert sorted(view.dealings) == [1, 2, 4]
+    view = chain.view(now=T0 + 6 * P)
+    assert view.phase is Phase.VERDICT
+    assert view.excluded == {3: Exclusion.NO_DEALING, 5: Exclusion.NO_DEALING}
+    never = chain.view(now=DEADLINE)
+    assert never.failure is Failure.DEADLINE_PASSED  # (the verdicts never came)
+    alone, others, secrets_ = setup(5, 3)
+    alone.clock = T0 + 1
+    deal(alone, others, secrets_, [1, 2])
+    assert alone.view(now=DEADLINE).failure is Failure.TOO_FEW_DEALINGS
+
+
 def test_not_open_until_opened_at() -> None:
     chain, nodes, _ = setup()
     chain.schedule = CeremonySchedule(0, P, DEADLINE)
