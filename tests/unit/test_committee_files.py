@@ -277,7 +277,7 @@ def test_cli_init_with_a_passphrase_file(tmp_path: Path) -> None:
         [
             *("committee", "init", "--n", "3", "--t", "2", "--out", str(out)),
             *("--passphrase-file", str(secret_file), "--kdf", "interactive"),
-            *("--urls", ",".join(URLS)),
+            *("--urls", ",".join(URLS), "--trusted-dealer"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -296,7 +296,8 @@ def test_cli_init_with_the_environment(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(
         _cli(),
-        ["committee", "init", "--n", "1", "--t", "1", "--out", str(out), "--kdf", "interactive"],
+        ["committee", "init", "--n", "1", "--t", "1", "--out", str(out), "--kdf", "interactive",
+         "--trusted-dealer"],
         env={PASSPHRASE_ENV: PASSPHRASE},
     )
     assert result.exit_code == 0, result.output
