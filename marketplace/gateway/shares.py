@@ -122,6 +122,11 @@ class ShareBook:
         """Delete every share of an epoch before `epoch`; returns how many were erased."""
         with self._db.transaction(durable=True) as tx:
             count = _count(tx, "SELECT COUNT(*) FROM committee_shares WHERE epoch < ?", epoch)
+            # overwrite first: a deleted row's bytes may otherwise linger in a free page
+            tx.execute(
+                "UPDATE committee_shares SET sealed_secret = ? WHERE epoch < ?",
+                ("00" * 72, epoch),
+            )
             tx.execute("DELETE FROM committee_shares WHERE epoch < ?", (epoch,))
         return count
 
@@ -149,6 +154,10 @@ class ShareBook:
     def erase_seeds(self, up_to: int) -> None:
         """Forget the polynomials of every ceremony up to `up_to` (they are over)."""
         with self._db.transaction(durable=True) as tx:
+            tx.execute(
+                "UPDATE ceremony_seeds SET sealed_seed = ? WHERE ceremony_id <= ?",
+                ("00" * 72, up_to),
+            )
             tx.execute("DELETE FROM ceremony_seeds WHERE ceremony_id <= ?", (up_to,))
 
 
