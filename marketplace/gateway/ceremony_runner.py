@@ -26,7 +26,13 @@ from marketplace.eip712 import sign
 from marketplace.errors import MarketplaceError
 from marketplace.gateway.shares import EpochShares, ShareBook
 from marketplace.keyrelease import KeyReleaseError, NodeShare
-from marketplace.keyrelease.ceremony import CeremonyView, Phase, my_share, my_verdict
+from marketplace.keyrelease.ceremony import (
+    CeremonyView,
+    Phase,
+    my_share,
+    my_verdict,
+    roster_index,
+)
 from marketplace.keyrelease.dkg import (
     SEED_SIZE,
     CeremonyParams,
@@ -94,7 +100,7 @@ class CeremonyRunner:
             return
         params = self._params_of(info)
         me = self.account.address
-        if _index_of(params.dealer_nodes, me) is None and _index_of(params.nodes, me) is None:
+        if roster_index(params.dealer_nodes, me) is None and roster_index(params.nodes, me) is None:
             return  # not in this ceremony
         view = self.reader.view(info, to_block=head, now=now, params=params)
         self._act(info, view, head)
@@ -190,7 +196,7 @@ class CeremonyRunner:
         if not (self.approve_rosters and info.is_reshare) or info.ceremony_id in self._approved:
             return
         current = self.market.committee_at(info.epoch - 1)
-        if _index_of(tuple(current.nodes), self.account.address) is None:
+        if roster_index(tuple(current.nodes), self.account.address) is None:
             return
         self._approved.add(info.ceremony_id)
         try:
@@ -235,7 +241,7 @@ class CeremonyRunner:
         """Keep this node's share of the new epoch (from the transcript, even if the node
         was silent during the ceremony), erase older shares and the ceremony's seed."""
         epoch = info.epoch
-        recipient = _index_of(info.roster.nodes, self.account.address)
+        recipient = roster_index(info.roster.nodes, self.account.address)
         if recipient is not None and self.book.get(epoch) is None:
             final = self.market.committee_at(epoch)
             block = self.market.w3.eth.get_block(final.start_block)
@@ -262,10 +268,3 @@ class CeremonyRunner:
         self._finished.add(info.ceremony_id)
         self._params.pop(info.ceremony_id, None)
 
-
-def _index_of(roster: tuple[str, ...], address: str) -> int | None:
-    lowered = address.lower()
-    for i, node in enumerate(roster, start=1):
-        if node.lower() == lowered:
-            return i
-    return None

@@ -224,11 +224,11 @@ class CeremonyView:
 
     def new_index(self, address: str) -> int | None:
         """The node's index in the new roster (recipient, verdict, result), or None."""
-        return _index_of(self.params.nodes, address)
+        return roster_index(self.params.nodes, address)
 
     def dealer_index(self, address: str) -> int | None:
         """The node's dealer index (new roster for a DKG, current one for a reshare)."""
-        return _index_of(self.params.dealer_nodes, address)
+        return roster_index(self.params.dealer_nodes, address)
 
     def actions_for(self, address: str) -> NodeActions:
         """What `address` should post now; nothing once the ceremony failed."""
@@ -257,7 +257,8 @@ class CeremonyView:
         return self.result
 
 
-def _index_of(roster: tuple[str, ...], address: str) -> int | None:
+def roster_index(roster: tuple[str, ...], address: str) -> int | None:
+    """`address`'s 1-based position in `roster` (case-insensitive), or None."""
     lowered = address.lower()
     for i, node in enumerate(roster, start=1):
         if node.lower() == lowered:
@@ -566,7 +567,7 @@ class _State:
         everyone = list(self.params.nodes)
         if self.params.previous is not None:
             everyone += [
-                a for a in self.params.previous.nodes if _index_of(self.params.nodes, a) is None
+                a for a in self.params.previous.nodes if roster_index(self.params.nodes, a) is None
             ]
         signers = {a.lower(): n for n, a in enumerate(everyone, start=1)}
 
