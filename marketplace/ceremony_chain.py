@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from marketplace.chain.events import CommitteeApproved
 from marketplace.chain.market import MarketClient
 from marketplace.chain.types import CeremonyInfo, CeremonyStatus
 from marketplace.eip712 import (
@@ -123,6 +124,19 @@ class CeremonyReader:
         )
 
 
+def _not_approved(market: MarketClient, info: CeremonyInfo) -> list[str]:
+    """Current nodes that have not approved a proposed reshare yet."""
+    approved = {
+        event.node.lower()
+        for event in market.events().read(
+            0, None, [CommitteeApproved], [info.ceremony_id.to_bytes(32, "big")]
+        )
+        if isinstance(event, CommitteeApproved)
+    }
+    current = market.committee_at(info.epoch - 1).nodes
+    return [node for node in current if node.lower() not in approved]
+
+
 def committee_status(market: MarketClient) -> dict[str, Any]:
     """What `datadebit committee status` shows: the current epoch and its committee, and
     the latest ceremony with its phase and whom it waits for (JSON-ready)."""
@@ -153,7 +167,10 @@ def committee_status(market: MarketClient) -> dict[str, Any]:
         "waitingFor": [],
         "failure": None,
     }
-    if info.status is CeremonyStatus.PENDING:
+    if info.status is CeremonyStatus.PENDING and info.opened_at == 0:
+        ceremony["phase"] = "approval"
+        ceremony["waitingFor"] = _not_approved(market, info)
+    elif info.status is CeremonyStatus.PENDING:
         reader = CeremonyReader(market)
         view = reader.view(info, to_block=int(block["number"]), now=int(block["timestamp"]))
         ceremony["phase"] = view.phase.value

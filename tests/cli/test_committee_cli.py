@@ -144,7 +144,10 @@ def test_a_dkg_committee_from_deploy_to_export(folder: Path, anvil_url: str) -> 
     report = json.loads(invoke("committee", "status", "--rpc", anvil_url, "--market", address,
                                "--json").stdout)
     assert report["ceremony"]["id"] == 2 and report["ceremony"]["approvals"] == 1
-    assert report["ceremony"]["phase"] == "not_open"
+    assert report["ceremony"]["phase"] == "approval"
+    assert report["ceremony"]["waitingFor"] == [n.address for n in roster.nodes[1:]]
+    shown = invoke("committee", "status", "--rpc", anvil_url, "--market", address)
+    assert "phase approval" in shown.stdout and roster.nodes[2].address in shown.stdout
 
 
 @pytest.mark.parametrize("bad", ["0", "1y", "-5m", "soon"])
