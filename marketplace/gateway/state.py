@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from marketplace.chain.watcher import Cursor, LogKey
+from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx
 from marketplace.eip712 import KeyRequest
-from marketplace.gateway.database import PostgresDatabase, SqliteDatabase, StateStoreError, Tx
 
 #: The layout below. A state file written by an older layout is refused, not misread.
 SCHEMA_VERSION = 3
@@ -64,12 +65,6 @@ SEEN_BLOCKS_KEPT = 256
 #: Expired nonces are deleted at most this often (seconds of request time), not on every
 #: request: a nonce past its expiry can never match (expired requests are refused first).
 NONCE_PRUNE_INTERVAL = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    block_number: int
-    block_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +119,8 @@ class Anchor:
 
 
 class GatewayState:
-    """Typed access to the gateway's tables; each method is one transaction."""
+    """Typed access to the gateway's tables; each method is one transaction. Implements
+    `marketplace.chain.watcher.WatcherState` for debits and versions."""
 
     def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
         self.db = db
@@ -170,15 +166,15 @@ class GatewayState:
     def apply_logs(
         self,
         chain_id: int,
-        logs: Sequence[tuple[tuple[str, str, int, int], Sequence[IndexedDebit | IndexedVersion]]],
+        logs: Sequence[tuple[LogKey, Sequence[IndexedDebit | IndexedVersion]]],
         new_cursor: Cursor,
-    ) -> list[tuple[str, str, int, int]]:
+    ) -> list[LogKey]:
         """Record each log once, with the index rows it yields, and advance the cursor.
 
         `logs` pairs each log's (block_hash, tx_hash, log_index, block_number) with the
         rows it produced. Returns the logs that were new (not processed before).
         """
-        fresh: list[tuple[str, str, int, int]] = []
+        fresh: list[LogKey] = []
         # short transactions: requests share the database and must not wait for a whole
         # range of a flood; a crash between them leaves logs recorded and the cursor
         # behind, and the next poll skips what was recorded
@@ -506,8 +502,8 @@ def _insert_index_row(
 def _record_logs(
     tx: Tx,
     chain_id: int,
-    logs: Sequence[tuple[tuple[str, str, int, int], Sequence[IndexedDebit | IndexedVersion]]],
-) -> list[tuple[str, str, int, int]]:
+    logs: Sequence[tuple[LogKey, Sequence[IndexedDebit | IndexedVersion]]],
+) -> list[LogKey]:
     """Record each log not recorded before, with its index rows; returns those."""
     fresh = []
     for key, rows in logs:

@@ -1,31 +1,23 @@
-"""Follows the market's events up to the confirmed head and keeps the gateway's index.
-
-Each poll: detect a reorg by comparing the stored cursor's block hash with the chain's
-(rewinding to the newest block both still agree on), read the next bounded range of
-logs from the market's own address, record each log exactly once by (chainId,
-blockHash, txHash, logIndex) together with the index rows it yields, and hand the
-fresh ones to `on_event` so shares can be prepared ahead of requests.
+"""The gateway's chain watcher: the generic one (`marketplace.chain.watcher`: cursor,
+confirmations, reorg rewind, exactly-once logs) indexing debits and versions into
+`GatewayState`, handing fresh events to `on_event` so shares can be prepared ahead of
+requests, and reading a debit ahead of the cursor on demand.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 
-from web3.exceptions import BlockNotFound
-
-from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.events import DebitRequested, MarketEvent, VersionPublished
 from marketplace.chain.market import MarketClient
-from marketplace.chain.provider import endpoint_name
-from marketplace.gateway.state import Cursor, GatewayState, IndexedDebit, IndexedVersion
+from marketplace.chain.watcher import ChainWatcher as _GenericWatcher
+from marketplace.gateway.state import GatewayState, IndexedDebit, IndexedVersion
 
-log = logging.getLogger(__name__)
+IndexRow = IndexedDebit | IndexedVersion
 
 
-class ChainWatcher:
-    """Polls the chain; `poll_once` is safe to call from any thread at any time."""
+class ChainWatcher(_GenericWatcher[IndexRow]):
+    """Polls the chain into the gateway's index; `poll_once` is thread-safe."""
 
     def __init__(
         self,
@@ -37,67 +29,12 @@ class ChainWatcher:
         start_block: int = 0,
         max_block_range: int = 500,
     ) -> None:
-        self.market = market
-        self.state = state
-        self.reader = market.events(confirmations=confirmations, max_block_range=max_block_range)
-        self.on_event = on_event
-        self.start_block = start_block
-        self.max_block_range = max_block_range
-        self._lock = threading.Lock()
-
-    def poll_once(self) -> int:
-        """Process the next batch of confirmed logs; returns how many were new."""
-        with self._lock:
-            return self._poll()
-
-    def _poll(self) -> int:
-        head = self.reader.confirmed_head()
-        cursor = self._cursor_after_reorg_check()
-        first = cursor.block_number + 1 if cursor else self.start_block
-        if first > head:
-            return 0
-        last = min(head, first + self.max_block_range - 1)
-        block_hash = self.block_hash(last)
-        if block_hash is None:  # reorganised away just now; the next poll sees the new chain
-            return 0
-        events = self.reader.read(first, last)
-        batch = [(_log_key(e), _index_rows(e)) for e in events]
-        fresh = set(self.state.apply_logs(self.market.chain_id, batch, Cursor(last, block_hash)))
-        new_events = [e for e in events if _log_key(e) in fresh]
-        for event in new_events:
-            self._notify(event)
-        if new_events:
-            log.info("indexed %d new market events up to block %d", len(new_events), last)
-        return len(new_events)
-
-    def catch_up(self, max_rounds: int = 1000) -> int:
-        """Poll until the confirmed head is reached; returns the number of new events."""
-        total = 0
-        for _ in range(max_rounds):
-            # poll even when the cursor is at (or past) the head: the poll's reorg check
-            # is what notices a chain replaced at the same height or a shorter one
-            total += self.poll_once()
-            cursor = self.state.cursor()
-            if cursor is not None and cursor.block_number >= self.reader.confirmed_head():
-                break
-        return total
-
-    def _cursor_after_reorg_check(self) -> Cursor | None:
-        cursor = self.state.cursor()
-        if cursor is None or self.block_hash(cursor.block_number) == cursor.block_hash:
-            return cursor
-        ancestor = self.start_block - 1
-        for seen in self.state.seen_blocks():
-            if self.block_hash(seen.block_number) == seen.block_hash:
-                ancestor = seen.block_number
-                break
-        log.warning(
-            "reorg: block %d changed; rewinding the index to block %d",
-            cursor.block_number,
-            ancestor,
+        super().__init__(
+            market, state, index_rows,
+            confirmations=confirmations, on_event=on_event,
+            start_block=start_block, max_block_range=max_block_range,
         )
-        self.state.rewind_to(ancestor)
-        return self.state.cursor()
+        self.state: GatewayState = state
 
     def find_debit(self, debit_id: int, to_block: int) -> IndexedDebit | None:
         """The debit's `DebitRequested` log after the cursor, up to `to_block`, as an index
@@ -110,37 +47,14 @@ class ChainWatcher:
         for event in self.reader.read(
             first, to_block, kinds=[DebitRequested], indexed=[debit_id.to_bytes(32, "big")]
         ):
-            for row in _index_rows(event):
+            for row in index_rows(event):
                 if isinstance(row, IndexedDebit) and row.debit_id == debit_id:
                     return row
         return None
 
-    def block_hash(self, block_number: int) -> str | None:
-        """The hash of the chain's block at `block_number`; None if it has no such block
-        (a reorg to a shorter chain removed it)."""
-        try:
-            block = self.market.w3.eth.get_block(block_number)
-        except BlockNotFound:
-            return None
-        except OSError as e:
-            raise ChainUnavailable(endpoint_name(self.market.w3), type(e).__name__) from e
-        return "0x" + bytes(block["hash"]).hex()
 
-    def _notify(self, event: MarketEvent) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(event)
-        except Exception:  # a failed preparation must not stop indexing: requests retry it
-            log.exception("preparing shares for %s failed", type(event).__name__)
-
-
-def _log_key(event: MarketEvent) -> tuple[str, str, int, int]:
-    ref = event.ref
-    return (ref.block_hash, ref.tx_hash, ref.log_index, ref.block_number)
-
-
-def _index_rows(event: MarketEvent) -> list[IndexedDebit | IndexedVersion]:
+def index_rows(event: MarketEvent) -> list[IndexRow]:
+    """The gateway's index rows of one event (debits and versions; nothing else)."""
     if isinstance(event, DebitRequested):
         ref = event.ref
         return [
