@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import typer
 from eth_account import Account
 
+from marketplace.app.units import UnitError
+from marketplace.app.units import parse_duration as seconds_from
 from marketplace.cli.config import MarketOption, RpcOption, open_market, parse_address
 from marketplace.cli.wallet_commands import KeystoreOption, PassphraseFileOption, load_wallet
 from marketplace.committee import (
@@ -51,15 +53,12 @@ def _fail(message: str) -> typer.Exit:
 
 
 def parse_duration(text: str, option: str) -> int:
-    """Seconds from `90`, `90s`, `15m`, `2h` or `7d`."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value = text.strip().lower()
-    factor = units.get(value[-1:], 0)
-    digits = value[:-1] if factor else value
-    if not digits.isdigit() or int(digits) == 0:
-        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 2h or 7d",
-                                 param_hint=option)
-    return int(digits) * (factor or 1)
+    """Seconds from `90`, `90s`, `15m`, `2h` or `7d` (marketplace.app.units), as a usage
+    error naming `option`."""
+    try:
+        return seconds_from(text)
+    except UnitError as e:
+        raise typer.BadParameter(str(e), param_hint=option) from e
 
 
 def init(

@@ -1,0 +1,88 @@
+"""Amounts and durations as people write them: `0.01eth`, `1000000gwei`, `7d`.
+
+Plain integers keep their old meaning (wei, seconds) so scripts written against the
+first CLI still work. Everything is exact integer arithmetic: no float ever touches an
+amount, and what `format_eth`/`format_duration` print parses back to the same value.
+"""
+
+from __future__ import annotations
+
+import re
+
+from marketplace.errors import MarketplaceError
+
+WEI_PER_ETH = 10**18
+WEI_PER_GWEI = 10**9
+#: The largest amount the contract can hold (uint256).
+MAX_WEI = 2**256 - 1
+
+#: Decimals each unit allows before a value would be a fraction of a wei.
+_AMOUNT_UNITS = {"eth": 18, "ether": 18, "gwei": 9, "wei": 0}
+#: `[0-9]`, not `\d`: `\d` matches other scripts' digits, which int() would accept.
+_AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?\s*([a-z]*)")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+_DURATION = re.compile(r"([0-9]+)\s*([smhd]?)")
+
+
+class UnitError(MarketplaceError, ValueError):
+    """A price or period that is not written in a unit we accept."""
+
+    def __init__(self, text: str, kind: str, expected: str) -> None:
+        self.text, self.kind = text, kind
+        super().__init__(f"{text[:40]!r} is not {kind}: {expected}")
+
+
+_AMOUNT_HELP = (
+    "give ETH or gwei with the unit (0.01eth, 1000000gwei) or whole wei "
+    "(10000000000000000 or 10000000000000000wei)"
+)
+_DURATION_HELP = "give a whole number of seconds or a duration like 90s, 15m, 2h or 7d"
+
+
+def parse_wei(text: str) -> int:
+    """Wei from `0.01eth` / `0.01 ETH` / `1.5ether`, `1000000gwei`, `5wei` or `5`.
+
+    Refused: negatives, signs, exponents, hex, fractions of a wei (`0.5`, `1.5wei`,
+    `0.1gwei` is fine but `0.0000000001gwei` is not), more than a uint256, and junk.
+    """
+    match = _AMOUNT.fullmatch(text.strip().lower())
+    if match is None or match.group(3) not in ("", *_AMOUNT_UNITS):
+        raise UnitError(text, "an amount", _AMOUNT_HELP)
+    whole: str = match.group(1)
+    fraction: str = (match.group(2) or "").rstrip("0")
+    decimals = _AMOUNT_UNITS[match.group(3) or "wei"]
+    if len(fraction) > decimals:
+        raise UnitError(text, "an amount", "that is a fraction of a wei; " + _AMOUNT_HELP)
+    wei: int = int(whole) * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
+    if wei > MAX_WEI:
+        raise UnitError(text, "an amount", "it is more than the contract can hold (2^256-1 wei)")
+    return wei
+
+
+def format_eth(wei: int) -> str:
+    """`0.003 ETH`: exact to the wei (`parse_wei` reads it back to the same amount)."""
+    if wei < 0:
+        raise ValueError("an amount of wei is never negative")
+    whole, fraction = divmod(wei, WEI_PER_ETH)
+    decimals = f"{fraction:018d}".rstrip("0")
+    return f"{whole}{'.' + decimals if decimals else ''} ETH"
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from `90`, `90s`, `15m`, `2h` or `7d`; zero is refused (no period is
+    empty)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or int(match.group(1)) == 0:
+        raise UnitError(text, "a duration", _DURATION_HELP)
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+
+
+def format_duration(seconds: int) -> str:
+    """The largest unit that divides `seconds` exactly: `1d`, `90m`, `45s`."""
+    if seconds <= 0:
+        raise ValueError("a duration is a positive number of seconds")
+    for unit in ("d", "h", "m"):
+        count, rest = divmod(seconds, _DURATION_UNITS[unit])
+        if rest == 0:
+            return f"{count}{unit}"
+    return f"{seconds}s"

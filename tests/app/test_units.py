@@ -1,0 +1,108 @@
+"""Prices and periods as people write them (issue 11, item 4): every accepted and refused
+form, exact to the wei, and what is shown parses back to the same value."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from marketplace.app.units import (
+    MAX_WEI,
+    UnitError,
+    format_duration,
+    format_eth,
+    parse_duration,
+    parse_wei,
+)
+from marketplace.errors import MarketplaceError
+
+
+@pytest.mark.parametrize(
+    ("text", "wei"),
+    [
+        ("0", 0),
+        ("5", 5),
+        ("5wei", 5),
+        ("5 WEI", 5),
+        (" 12 ", 12),
+        ("0.01eth", 10**16),
+        ("0.01 ETH", 10**16),
+        ("1.5ether", 15 * 10**17),
+        ("0.000000000000000001eth", 1),
+        ("0.0030eth", 3 * 10**15),
+        ("1000000gwei", 10**15),
+        ("1.5gwei", 1_500_000_000),
+        ("0.000000001gwei", 1),
+        ("2.000wei", 2),  # trailing zeros are not a fraction
+        (f"{MAX_WEI}", MAX_WEI),
+        ("115792089237316195423570985008687907853269984665640564039457.584007913129639935eth",
+         MAX_WEI),
+    ],
+)
+def test_amounts_parse_exactly(text: str, wei: int) -> None:
+    assert parse_wei(text) == wei
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", " ", "eth", "abc", "-1", "+1", "-0.1eth", "1e18", "0x10", "1.", ".5", "1,5",
+     "1_000", "nan", "inf", "0.5", "1.5wei", "0.0000000001gwei", "0.0000000000000000001eth",
+     "10 gwe", "5 finney", "1eth2", "١٢", f"{MAX_WEI + 1}", "1 e t h"],
+)
+def test_anything_else_is_refused_with_the_units_named(text: str) -> None:
+    with pytest.raises(UnitError) as refused:
+        parse_wei(text)
+    assert isinstance(refused.value, MarketplaceError) and isinstance(refused.value, ValueError)
+    assert "is not an amount" in str(refused.value)
+    assert refused.value.kind == "an amount"
+
+
+def test_fractions_of_a_wei_say_so() -> None:
+    with pytest.raises(UnitError, match="fraction of a wei"):
+        parse_wei("0.5")
+
+
+def test_amounts_are_shown_exactly() -> None:
+    assert format_eth(0) == "0 ETH"
+    assert format_eth(1) == "0.000000000000000001 ETH"
+    assert format_eth(3 * 10**15) == "0.003 ETH"
+    assert format_eth(12 * 10**18) == "12 ETH"
+    with pytest.raises(ValueError):
+        format_eth(-1)
+
+
+@given(st.integers(min_value=0, max_value=MAX_WEI))
+def test_what_is_shown_parses_back_to_the_same_wei(wei: int) -> None:
+    assert parse_wei(format_eth(wei)) == wei
+    assert parse_wei(f"{wei}wei") == wei == parse_wei(str(wei))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1", 1), ("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604_800),
+     ("1D", 86_400), (" 3 h ", 10_800), ("86400", 86_400)],
+)
+def test_durations_parse(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["", "0", "0d", "-1", "1.5h", "1w", "h", "1hm", "1d2h", "abc", "1e3", "٣"],
+)
+def test_other_durations_are_refused(text: str) -> None:
+    with pytest.raises(UnitError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_durations_are_shown_in_the_largest_exact_unit() -> None:
+    assert [format_duration(s) for s in (1, 59, 60, 90, 3600, 5400, 86_400, 90_000)] == [
+        "1s", "59s", "1m", "90s", "1h", "90m", "1d", "25h"
+    ]
+    with pytest.raises(ValueError):
+        format_duration(0)
+
+
+@given(st.integers(min_value=1, max_value=2**64))
+def test_what_is_shown_parses_back_to_the_same_duration(seconds: int) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
