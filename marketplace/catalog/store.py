@@ -1,0 +1,532 @@
+"""The catalog's index: listings with their documents, versions and debit counts, and a
+full-text index over the documents (SQLite FTS5 embedded, Postgres `tsvector` + GIN).
+
+It is also the catalog's `WatcherState`: the generic chain watcher records each market
+log here exactly once, with the event itself as its row, and a reorg rewinds it. Every
+row derived from a log carries that log's block; a listing's price and policy are kept
+as a history of (block, log) rows so that rewinding an update restores the one before.
+
+Prices are uint256: they are stored as 78-digit zero-padded decimal text, which compares
+like the numbers on both backends (no int64 overflow, no NUMERIC dialects).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from marketplace.chain.events import (
+    DebitCancelled,
+    DebitConsented,
+    DebitRejected,
+    DebitRequested,
+    DebitRevoked,
+    ListingCreated,
+    ListingUpdated,
+    MarketEvent,
+    VersionPublished,
+)
+from marketplace.chain.watcher import Cursor, LogKey
+from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx
+from storage.cid import Cid
+from storage.errors import InvalidCid
+
+#: The layout below; a catalog written by another layout is refused (rebuild it: the
+#: indexer replays the chain).
+SCHEMA_VERSION = 1
+#: How many recent block hashes to keep for finding a reorg's common ancestor.
+SEEN_BLOCKS_KEPT = 256
+#: Logs recorded per transaction.
+LOGS_PER_TRANSACTION = 500
+#: Document statuses besides the loader's `DocumentError.reason` codes.
+STATUS_OK = "ok"
+STATUS_PENDING = "pending"
+STATUS_NONE = "none"  # the listing names no document (empty metadataURI)
+#: Statuses the indexer tries again later (a store that was down may come back).
+RETRIED_STATUSES = ("unavailable", "error")
+#: Debit states counted per listing, by the event that set them.
+_DEBIT_STATUS = {
+    DebitRequested: "requested",
+    DebitConsented: "active",
+    DebitRejected: "rejected",
+    DebitCancelled: "cancelled",
+    DebitRevoked: "revoked",
+}
+_PRICE_DIGITS = 78  # 2**256 has 78 decimal digits
+
+_COMMON_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS catalog_schema_version (
+        id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog_cursor (
+        id INTEGER PRIMARY KEY, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog_seen_blocks (
+        block_number BIGINT PRIMARY KEY, block_hash TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog_processed_logs (
+        chain_id BIGINT NOT NULL, block_hash TEXT NOT NULL, tx_hash TEXT NOT NULL,
+        log_index BIGINT NOT NULL, block_number BIGINT NOT NULL,
+        PRIMARY KEY (chain_id, block_hash, tx_hash, log_index))""",
+    """CREATE INDEX IF NOT EXISTS catalog_processed_logs_by_block
+        ON catalog_processed_logs (block_number)""",
+    """CREATE TABLE IF NOT EXISTS catalog_listing_history (
+        listing_id BIGINT NOT NULL, block_number BIGINT NOT NULL, log_index BIGINT NOT NULL,
+        price_key TEXT NOT NULL, auto_approve INTEGER NOT NULL, open INTEGER NOT NULL,
+        PRIMARY KEY (listing_id, block_number, log_index))""",
+    """CREATE INDEX IF NOT EXISTS catalog_listing_history_by_block
+        ON catalog_listing_history (block_number)""",
+    """CREATE TABLE IF NOT EXISTS catalog_tags (
+        listing_id BIGINT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (listing_id, tag))""",
+    "CREATE INDEX IF NOT EXISTS catalog_tags_by_tag ON catalog_tags (tag, listing_id)",
+    """CREATE TABLE IF NOT EXISTS catalog_versions (
+        listing_id BIGINT NOT NULL, version BIGINT NOT NULL, cid TEXT NOT NULL,
+        block_number BIGINT NOT NULL, PRIMARY KEY (listing_id, version))""",
+    """CREATE TABLE IF NOT EXISTS catalog_debits (
+        debit_id BIGINT NOT NULL, listing_id BIGINT NOT NULL, status TEXT NOT NULL,
+        block_number BIGINT NOT NULL, log_index BIGINT NOT NULL,
+        PRIMARY KEY (debit_id, block_number, log_index))""",
+    "CREATE INDEX IF NOT EXISTS catalog_debits_by_listing ON catalog_debits (listing_id)",
+    "CREATE INDEX IF NOT EXISTS catalog_debits_by_block ON catalog_debits (block_number)",
+)
+_LISTINGS = """CREATE TABLE IF NOT EXISTS catalog_listings (
+    listing_id BIGINT PRIMARY KEY, owner TEXT NOT NULL, price_key TEXT NOT NULL,
+    period_seconds BIGINT NOT NULL, auto_approve INTEGER NOT NULL, open INTEGER NOT NULL,
+    metadata_uri TEXT NOT NULL, terms_hash TEXT NOT NULL, block_number BIGINT NOT NULL,
+    doc_status TEXT NOT NULL, doc_error TEXT, doc_json TEXT, title TEXT,
+    description TEXT, tags TEXT, doc_attempts BIGINT NOT NULL DEFAULT 0,
+    doc_retry_at BIGINT NOT NULL DEFAULT 0{extra})"""
+_LISTING_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS catalog_listings_by_block ON catalog_listings (block_number)",
+    "CREATE INDEX IF NOT EXISTS catalog_listings_by_doc ON catalog_listings (doc_status)",
+    "CREATE INDEX IF NOT EXISTS catalog_listings_by_price ON catalog_listings (price_key)",
+)
+_SQLITE_SCHEMA = (
+    _LISTINGS.format(extra=""),
+    *_LISTING_INDEXES,
+    """CREATE VIRTUAL TABLE IF NOT EXISTS catalog_fts USING fts5(
+        title, tags, description, tokenize = 'porter unicode61')""",
+)
+_POSTGRES_SCHEMA = (
+    _LISTINGS.format(extra=", tsv TSVECTOR"),
+    *_LISTING_INDEXES,
+    "CREATE INDEX IF NOT EXISTS catalog_listings_fts ON catalog_listings USING GIN (tsv)",
+)
+#: Weights: a title match counts 3x a description match, a tag 2x (bm25 column weights;
+#: Postgres' ts_rank weighs A/B/C as 1.0/0.4/0.2, the same order).
+_BM25 = "bm25(catalog_fts, 3.0, 2.0, 1.0)"
+_PG_TSV = (
+    "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
+    "setweight(to_tsvector('english', coalesce(tags, '')), 'B') || "
+    "setweight(to_tsvector('english', coalesce(description, '')), 'C')"
+)
+_SUMMARY_COLUMNS = (
+    "l.listing_id, l.owner, l.price_key, l.period_seconds, l.auto_approve, l.open, "
+    "l.doc_status, l.title, l.description, l.tags"
+)
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class ListingSummary:
+    listing_id: int
+    owner: str
+    price_wei: int
+    period_seconds: int
+    auto_approve: bool
+    open: bool
+    document_status: str
+    title: str | None
+    description: str | None  # the first 280 characters
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    version: int
+    cid: str
+    block_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListingDetail:
+    summary: ListingSummary
+    metadata_uri: str
+    terms_hash: str
+    block_number: int
+    document_error: str | None
+    document: dict[str, object] | None  # the verified document, as stored
+    versions: tuple[VersionRow, ...]
+    debits: dict[str, int]  # status -> count (requested, active, rejected, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentResult:
+    """What loading one listing's document gave: fields of a valid document, or the
+    reason it could not be used."""
+
+    listing_id: int
+    metadata_uri: str
+    status: str
+    title: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    document_json: str | None = None
+    error: str | None = None
+    retry_at: int = 0
+
+
+def price_key(wei: int) -> str:
+    if not 0 <= wei < 10**_PRICE_DIGITS:
+        raise ValueError("a price is a uint256")
+    return f"{wei:0{_PRICE_DIGITS}d}"
+
+
+def fts_words(query: str) -> list[str]:
+    """The query's words, lower case: every word must match (no query syntax reaches the
+    full-text engine, so no input can make it fail)."""
+    return [w.lower() for w in _WORD.findall(query)][:32]
+
+
+class CatalogStore:
+    """Typed access to the catalog's tables; each method is one transaction."""
+
+    def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
+        self.db = db
+        self.postgres = isinstance(db, PostgresDatabase)
+        with db.transaction() as tx:
+            row = (
+                tx.one("SELECT version FROM catalog_schema_version WHERE id = 1")
+                if "catalog_schema_version" in tx.tables() else None
+            )
+            if row is not None and row[0] != SCHEMA_VERSION:
+                raise StateStoreError(
+                    f"the catalog's state has layout {row[0]}, this version reads "
+                    f"{SCHEMA_VERSION}: delete it and let the indexer replay the chain"
+                )
+            for statement in (
+                *_COMMON_SCHEMA, *(_POSTGRES_SCHEMA if self.postgres else _SQLITE_SCHEMA)
+            ):
+                tx.execute(statement)
+            tx.execute(
+                "INSERT INTO catalog_schema_version VALUES (1, ?) ON CONFLICT DO NOTHING",
+                (SCHEMA_VERSION,),
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---------------------------------------------------------------- WatcherState
+
+    def cursor(self) -> Cursor | None:
+        with self.db.read() as tx:
+            row = tx.one("SELECT block_number, block_hash FROM catalog_cursor WHERE id = 1")
+        return Cursor(row[0], row[1]) if row else None
+
+    def seen_blocks(self) -> list[Cursor]:
+        with self.db.read() as tx:
+            rows = tx.all(
+                "SELECT block_number, block_hash FROM catalog_seen_blocks "
+                "ORDER BY block_number DESC"
+            )
+        return [Cursor(n, h) for n, h in rows]
+
+    def rewind_to(self, ancestor: int) -> None:
+        """Forget everything derived from blocks after `ancestor`: listings created
+        there, updates made there (the previous price and policy come back), versions
+        and debit state changes."""
+        with self.db.transaction() as tx:
+            gone = [r[0] for r in tx.all(
+                "SELECT listing_id FROM catalog_listings WHERE block_number > ?", (ancestor,)
+            )]
+            for listing_id in gone:
+                self._delete_text(tx, listing_id)
+                tx.execute("DELETE FROM catalog_tags WHERE listing_id = ?", (listing_id,))
+            tx.execute("DELETE FROM catalog_listings WHERE block_number > ?", (ancestor,))
+            updated = [r[0] for r in tx.all(
+                "SELECT DISTINCT listing_id FROM catalog_listing_history WHERE block_number > ?",
+                (ancestor,),
+            )]
+            for table in (
+                "catalog_listing_history", "catalog_processed_logs", "catalog_versions",
+                "catalog_debits", "catalog_seen_blocks",
+            ):
+                tx.execute(f"DELETE FROM {table} WHERE block_number > ?", (ancestor,))  # noqa: S608
+            for listing_id in updated:
+                latest = tx.one(
+                    "SELECT price_key, auto_approve, open FROM catalog_listing_history "
+                    "WHERE listing_id = ? ORDER BY block_number DESC, log_index DESC LIMIT 1",
+                    (listing_id,),
+                )
+                if latest is not None:
+                    tx.execute(
+                        "UPDATE catalog_listings SET price_key = ?, auto_approve = ?, open = ? "
+                        "WHERE listing_id = ?",
+                        (*latest, listing_id),
+                    )
+            row = tx.one(
+                "SELECT block_hash FROM catalog_seen_blocks WHERE block_number = ?", (ancestor,)
+            )
+            tx.execute("DELETE FROM catalog_cursor")
+            if row is not None:
+                tx.execute("INSERT INTO catalog_cursor VALUES (1, ?, ?)", (ancestor, row[0]))
+
+    def apply_logs(
+        self,
+        chain_id: int,
+        logs: Sequence[tuple[LogKey, Sequence[MarketEvent]]],
+        new_cursor: Cursor,
+    ) -> list[LogKey]:
+        """Apply each log not processed before (its rows are the events themselves) and
+        advance the cursor; returns the logs that were new."""
+        fresh: list[LogKey] = []
+        chunks = [logs[i:i + LOGS_PER_TRANSACTION]
+                  for i in range(0, len(logs), LOGS_PER_TRANSACTION)] or [[]]
+        for n, chunk in enumerate(chunks):
+            with self.db.transaction() as tx:
+                for key, events in chunk:
+                    block_hash, tx_hash, log_index, block_number = key
+                    if tx.one(
+                        "SELECT 1 FROM catalog_processed_logs WHERE chain_id = ? AND "
+                        "block_hash = ? AND tx_hash = ? AND log_index = ?",
+                        (chain_id, block_hash, tx_hash, log_index),
+                    ):
+                        continue
+                    tx.execute(
+                        "INSERT INTO catalog_processed_logs VALUES (?, ?, ?, ?, ?)",
+                        (chain_id, block_hash, tx_hash, log_index, block_number),
+                    )
+                    for event in events:
+                        _apply(tx, event)
+                    fresh.append(key)
+                if n == len(chunks) - 1:
+                    _advance(tx, new_cursor)
+        return fresh
+
+    # ---------------------------------------------------------------- documents
+
+    def documents_to_load(self, now: int, limit: int) -> list[tuple[int, str]]:
+        """(listing id, metadata URI) of listings whose document is yet to be read, or
+        whose store was unavailable and is due another try."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "SELECT listing_id, metadata_uri FROM catalog_listings WHERE doc_status = ? "
+                "OR (doc_status IN (?, ?) AND doc_retry_at <= ?) ORDER BY listing_id LIMIT ?",
+                (STATUS_PENDING, *RETRIED_STATUSES, now, limit),
+            )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def record_documents(self, results: Sequence[DocumentResult]) -> None:
+        """Store what loading gave, for listings that still name the same document."""
+        with self.db.transaction() as tx:
+            for r in results:
+                found = tx.one(
+                    "SELECT doc_status FROM catalog_listings WHERE listing_id = ? "
+                    "AND metadata_uri = ?",
+                    (r.listing_id, r.metadata_uri),
+                )
+                if found is None:  # rewound away meanwhile
+                    continue
+                self._delete_text(tx, r.listing_id)
+                tx.execute("DELETE FROM catalog_tags WHERE listing_id = ?", (r.listing_id,))
+                tags = " ".join(r.tags) if r.tags else None
+                tx.execute(
+                    "UPDATE catalog_listings SET doc_status = ?, doc_error = ?, doc_json = ?, "
+                    "title = ?, description = ?, tags = ?, "
+                    "doc_attempts = CASE WHEN ? THEN doc_attempts + 1 ELSE 0 END, "
+                    "doc_retry_at = ? WHERE listing_id = ?",
+                    (r.status, r.error, r.document_json, r.title, r.description, tags,
+                     r.status in RETRIED_STATUSES, r.retry_at, r.listing_id),
+                )
+                for tag in r.tags:
+                    tx.execute(
+                        "INSERT INTO catalog_tags VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (r.listing_id, tag),
+                    )
+                if r.status == STATUS_OK:
+                    self._insert_text(tx, r.listing_id, r.title or "", tags or "",
+                                      r.description or "")
+
+    def document_attempts(self, listing_id: int) -> int:
+        with self.db.read() as tx:
+            row = tx.one(
+                "SELECT doc_attempts FROM catalog_listings WHERE listing_id = ?", (listing_id,)
+            )
+        return int(row[0]) if row else 0
+
+    def _insert_text(self, tx: Tx, listing_id: int, title: str, tags: str, text: str) -> None:
+        if self.postgres:
+            tx.execute(
+                f"UPDATE catalog_listings SET tsv = {_PG_TSV} WHERE listing_id = ?",  # noqa: S608
+                (listing_id,),
+            )
+        else:
+            tx.execute(
+                "INSERT INTO catalog_fts (rowid, title, tags, description) VALUES (?, ?, ?, ?)",
+                (listing_id, title, tags, text),
+            )
+
+    def _delete_text(self, tx: Tx, listing_id: int) -> None:
+        if self.postgres:
+            tx.execute("UPDATE catalog_listings SET tsv = NULL WHERE listing_id = ?", (listing_id,))
+        else:
+            tx.execute("DELETE FROM catalog_fts WHERE rowid = ?", (listing_id,))
+
+    # ---------------------------------------------------------------- queries
+
+    def search(
+        self,
+        q: str | None = None,
+        *,
+        tag: str | None = None,
+        max_price: int | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[ListingSummary]:
+        """Open listings matching every word of `q` (best first: a title match above a
+        tag match above a description match), optionally with `tag` and at most
+        `max_price` wei per period; without words, the newest first."""
+        words = fts_words(q or "")
+        where = ["l.open = 1"]
+        params: list[object] = []
+        if tag is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM catalog_tags t WHERE t.listing_id = l.listing_id "
+                "AND t.tag = ?)"
+            )
+            params.append(tag.strip().lower())
+        if max_price is not None:
+            where.append("l.price_key <= ?")
+            params.append(price_key(max_price))
+        if not words:
+            sql = (f"SELECT {_SUMMARY_COLUMNS} FROM catalog_listings l "  # noqa: S608
+                   f"WHERE {' AND '.join(where)} ORDER BY l.listing_id DESC LIMIT ? OFFSET ?")
+            args = [*params, limit, offset]
+        elif self.postgres:
+            sql = (f"SELECT {_SUMMARY_COLUMNS} FROM catalog_listings l, "  # noqa: S608
+                   "plainto_tsquery('english', ?) query WHERE l.tsv @@ query AND "
+                   f"{' AND '.join(where)} ORDER BY ts_rank(l.tsv, query) DESC, "
+                   "l.listing_id DESC LIMIT ? OFFSET ?")
+            args = [" ".join(words), *params, limit, offset]
+        else:
+            sql = (f"SELECT {_SUMMARY_COLUMNS} FROM catalog_fts "  # noqa: S608
+                   "JOIN catalog_listings l ON l.listing_id = catalog_fts.rowid "
+                   f"WHERE catalog_fts MATCH ? AND {' AND '.join(where)} "
+                   f"ORDER BY {_BM25}, l.listing_id DESC LIMIT ? OFFSET ?")
+            args = [" ".join(f'"{w}"' for w in words), *params, limit, offset]
+        with self.db.read() as tx:
+            rows = tx.all(sql, args)
+        return [_summary(r) for r in rows]
+
+    def listing(self, listing_id: int) -> ListingDetail | None:
+        with self.db.transaction() as tx:  # one consistent snapshot of four reads
+            row = tx.one(
+                f"SELECT {_SUMMARY_COLUMNS}, l.metadata_uri, l.terms_hash, l.block_number, "  # noqa: S608
+                "l.doc_error, l.doc_json FROM catalog_listings l WHERE l.listing_id = ?",
+                (listing_id,),
+            )
+            if row is None:
+                return None
+            versions = tx.all(
+                "SELECT version, cid, block_number FROM catalog_versions WHERE listing_id = ? "
+                "ORDER BY version", (listing_id,),
+            )
+            statuses = tx.all(
+                "SELECT d.status, COUNT(*) FROM catalog_debits d WHERE d.listing_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM catalog_debits n WHERE n.debit_id = d.debit_id "
+                "AND (n.block_number > d.block_number OR (n.block_number = d.block_number "
+                "AND n.log_index > d.log_index))) GROUP BY d.status",
+                (listing_id,),
+            )
+        doc = json.loads(row[14]) if row[14] else None
+        return ListingDetail(
+            summary=_summary(row[:10], full=True),
+            metadata_uri=row[10], terms_hash=row[11], block_number=int(row[12]),
+            document_error=row[13], document=doc,
+            versions=tuple(VersionRow(int(v), str(c), int(b)) for v, c, b in versions),
+            debits={str(s): int(n) for s, n in statuses},
+        )
+
+    def count(self) -> int:
+        with self.db.read() as tx:
+            row = tx.one("SELECT COUNT(*) FROM catalog_listings")
+        return int(row[0]) if row else 0
+
+
+def _summary(row: Sequence[object], *, full: bool = False) -> ListingSummary:
+    description = row[8]
+    if isinstance(description, str) and not full:
+        description = description[:280]
+    tags = row[9]
+    return ListingSummary(
+        listing_id=int(str(row[0])), owner=str(row[1]), price_wei=int(str(row[2])),
+        period_seconds=int(str(row[3])), auto_approve=bool(row[4]), open=bool(row[5]),
+        document_status=str(row[6]),
+        title=row[7] if isinstance(row[7], str) else None,
+        description=description if isinstance(description, str) else None,
+        tags=tuple(tags.split()) if isinstance(tags, str) else (),
+    )
+
+
+def _apply(tx: Tx, event: MarketEvent) -> None:
+    """One market event's effect on the index (events the catalog ignores do nothing)."""
+    ref = event.ref
+    if isinstance(event, ListingCreated):
+        status = STATUS_PENDING if event.metadata_uri else STATUS_NONE
+        tx.execute(
+            "INSERT INTO catalog_listings (listing_id, owner, price_key, period_seconds, "
+            "auto_approve, open, metadata_uri, terms_hash, block_number, doc_status) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (event.listing_id, event.owner, price_key(event.price_per_period),
+             event.period_seconds, int(event.auto_approve), event.metadata_uri,
+             "0x" + event.terms_hash.hex(), ref.block_number, status),
+        )
+        _history(tx, event.listing_id, ref.block_number, ref.log_index,
+                 price_key(event.price_per_period), event.auto_approve, True)
+    elif isinstance(event, ListingUpdated):
+        key = price_key(event.price_per_period)
+        tx.execute(
+            "UPDATE catalog_listings SET price_key = ?, auto_approve = ?, open = ? "
+            "WHERE listing_id = ?",
+            (key, int(event.auto_approve), int(event.open), event.listing_id),
+        )
+        _history(tx, event.listing_id, ref.block_number, ref.log_index, key,
+                 event.auto_approve, event.open)
+    elif isinstance(event, VersionPublished):
+        tx.execute(
+            "INSERT INTO catalog_versions VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (event.listing_id, event.version, _cid_text(event.cid), ref.block_number),
+        )
+    elif isinstance(event, DebitRequested | DebitConsented | DebitRejected | DebitCancelled
+                    | DebitRevoked):
+        tx.execute(
+            "INSERT INTO catalog_debits VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (event.debit_id, event.listing_id, _DEBIT_STATUS[type(event)],
+             ref.block_number, ref.log_index),
+        )
+
+
+def _history(
+    tx: Tx, listing_id: int, block: int, log_index: int, key: str, auto: bool, is_open: bool
+) -> None:
+    tx.execute(
+        "INSERT INTO catalog_listing_history VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (listing_id, block, log_index, key, int(auto), int(is_open)),
+    )
+
+
+def _advance(tx: Tx, cursor: Cursor) -> None:
+    tx.execute("DELETE FROM catalog_cursor")
+    tx.execute("INSERT INTO catalog_cursor VALUES (1, ?, ?)",
+               (cursor.block_number, cursor.block_hash))
+    tx.execute("INSERT INTO catalog_seen_blocks VALUES (?, ?) ON CONFLICT DO NOTHING",
+               (cursor.block_number, cursor.block_hash))
+    tx.execute("DELETE FROM catalog_seen_blocks WHERE block_number < ?",
+               (cursor.block_number - SEEN_BLOCKS_KEPT,))
+
+
+def _cid_text(cid: bytes) -> str:
+    """The version's CID as text when it parses (it is the owner's bytes: may be junk)."""
+    try:
+        return Cid.parse(cid).text
+    except InvalidCid:
+        return "0x" + cid.hex()
