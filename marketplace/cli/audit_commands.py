@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from marketplace.audit.auditor import MAX_TAIL, Auditor
-from marketplace.audit.release_log import HttpReleaseLog, ReleaseLogSource
+from marketplace.app.audit import node_sources, run_audit
+from marketplace.audit.auditor import MAX_TAIL
 from marketplace.audit.releases import MAX_LAG, MAX_PENDING_AGE
 from marketplace.audit.render import print_report
 from marketplace.audit.report import AuditReport
@@ -31,12 +30,15 @@ from marketplace.cli.config import (
     open_store,
     read_committee,
 )
-from marketplace.committee import PublicCommittee, RosterFile, read_roster
+from marketplace.committee import read_roster
 from marketplace.errors import MarketplaceError
 from storage.errors import StorageError
 
 #: Exit code when the audit cannot run at all (click uses it for usage errors too).
 CANNOT_AUDIT = 2
+
+
+__all__ = ["audit", "emit", "node_sources", "register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -46,26 +48,6 @@ def register(app: typer.Typer) -> None:
 def _cannot(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(CANNOT_AUDIT)
-
-
-def node_sources(
-    public: PublicCommittee, timeout: float, rosters: Sequence[RosterFile] = ()
-) -> dict[str, ReleaseLogSource]:
-    """One HTTP log source per node with a URL, by address: the current committee's from
-    committee.json, and former nodes' from roster files (a node without a URL is reported
-    unreachable, or, if it left and anchored nothing, warned about)."""
-    urls: dict[str, tuple[int, str]] = {}
-    for roster in rosters:
-        for position, member in enumerate(roster.nodes, start=1):
-            if member.url:
-                urls[member.address.lower()] = (position, member.url)
-    for node in public.nodes:
-        if node.url:
-            urls[node.address.lower()] = (node.index, node.url)
-    return {
-        address: HttpReleaseLog.connect(index, url, timeout=timeout)
-        for address, (index, url) in urls.items()
-    }
 
 
 def emit(report: AuditReport, json_target: str | None, console: Console) -> int:
@@ -117,13 +99,12 @@ def audit(
         client = open_market(rpc, market)
         public = read_committee(committee)
         check_committee_matches(public, client.committee(), Path(str(committee)))
-        auditor = Auditor(
+        report = run_audit(
             client, open_store(store, existing=True),
             node_sources(public, timeout, [read_roster(p) for p in roster_files or ()]),
             from_block=from_block, max_block_range=max_block_range,
             max_pending_age=max_pending_age, max_lag=max_lag, max_tail=max_tail,
         )
-        report = auditor.run()
     except (MarketplaceError, StorageError, OSError) as e:
         raise _cannot(str(e)) from e
     raise typer.Exit(emit(report, json_out, Console()))

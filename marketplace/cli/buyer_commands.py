@@ -1,4 +1,6 @@
-"""`datadebit buyer ...`: open a data debit, fetch and decrypt versions, follow debits.
+"""`datadebit buyer ...`: open a data debit (with a purpose the owner can read), fetch
+and decrypt versions, follow debits. Parsing and rendering only: every flow is
+`marketplace.app.buyer.BuyerApp`'s.
 
 The buyer's X25519 key is derived from the wallet (one deterministic EIP-712 signature
 in the market's domain), so the same wallet re-derives it on any machine and nothing
@@ -9,20 +11,24 @@ from the store by CID and decrypts: the output file appears only if all of that 
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
-import re
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
-from eth_hash.auto import keccak
 
-from marketplace.chain.errors import TransactionFailed, WrongPayment
-from marketplace.chain.events import DebitRequested, VersionPublished
-from marketplace.chain.market import MarketClient
+from marketplace.app.buyer import (
+    BuyerApp,
+    FetchResult,
+    PriceAboveLimit,
+    PriceChanged,
+    Quote,
+    RequestedDebit,
+)
+from marketplace.app.reads import DebitView, debits_of
+from marketplace.app.units import parse_wei
 from marketplace.cli.config import (
     CommitteeOption,
     ConfigError,
@@ -36,13 +42,14 @@ from marketplace.cli.config import (
     read_committee,
 )
 from marketplace.cli.errors import cli_errors, fail
-from marketplace.cli.owner_commands import DebitArgument, JsonOption, topic, withdraw
+from marketplace.cli.owner_commands import DebitArgument, JsonOption, parse_option, withdraw
 from marketplace.cli.render import (
     debit_line,
-    debit_record,
+    eth_amount,
     note,
     print_debits,
     print_json,
+    view_record,
 )
 from marketplace.cli.wallet_commands import (
     KeystoreOption,
@@ -50,98 +57,16 @@ from marketplace.cli.wallet_commands import (
     address_or_wallet,
     market_and_wallet,
 )
-from marketplace.eip712 import Eip712Domain
-from marketplace.errors import MarketplaceError
-from marketplace.keyclient import (
-    DEFAULT_TIMEOUT,
-    ChainCommittees,
-    FetchedKey,
-    KeyClient,
-    gateway_client,
-)
-from marketplace.keyrelease.buyer_key import BuyerSecretKey
-from marketplace.keyrelease.capsule import Capsule, CapsuleContext
-from storage.cid import Cid
-from storage.envelope import decrypt_file
+from marketplace.documents import PurposeDocument, parse_purpose_document
+from marketplace.keyclient import DEFAULT_TIMEOUT, ChainCommittees, KeyClient, gateway_client
 
 buyer_app = typer.Typer(
     help="Buyer: open data debits, fetch and decrypt versions.", no_args_is_help=True
 )
 
-#: The chain keeps this many leading bytes of keccak256(cid) per version.
-_CID_DIGEST_SIZE = 27
-
-
 def register(app: typer.Typer) -> None:
     buyer_app.command("withdraw")(withdraw)  # the owner's command: one market balance each
     app.add_typer(buyer_app, name="buyer")
-
-
-class VersionNotFound(MarketplaceError):
-    """The chain has no (readable) VersionPublished event for the version asked for."""
-
-
-#: What `--max-price` takes: ETH as a plain decimal (`0.05`, `0.05eth`) or whole wei
-#: with the suffix (`50000000000000000wei`).
-_ETH = re.compile(r"(\d+(?:\.\d+)?)(?:\s*eth)?", re.IGNORECASE)
-_WEI = re.compile(r"(\d+)\s*wei", re.IGNORECASE)
-_WEI_PER_ETH = 10**18
-
-
-class BadAmount(MarketplaceError, ValueError):
-    """An amount that is neither decimal ETH nor whole wei."""
-
-    def __init__(self, option: str, text: str) -> None:
-        self.option = option
-        super().__init__(
-            f"{option} {text[:40]!r} is not an amount: give ETH as a decimal "
-            "(0.05, at most 18 decimals) or wei with the suffix (50000000000000000wei)"
-        )
-
-
-class PriceAboveLimit(MarketplaceError):
-    """The listing's total is more than the buyer allowed; nothing is sent."""
-
-    def __init__(self, listing_id: int, total: int, limit: int) -> None:
-        self.listing_id, self.total, self.limit = listing_id, total, limit
-        super().__init__(
-            f"listing {listing_id} costs {eth_amount(total)} in total, above --max-price "
-            f"{eth_amount(limit)}; nothing was paid"
-        )
-
-
-class PriceChanged(MarketplaceError):
-    """The owner changed the price between our read and the payment: the contract takes
-    only the exact total, so the payment was refused and nothing was paid."""
-
-    def __init__(self, listing_id: int, seen: int, now: int) -> None:
-        self.listing_id, self.seen, self.now = listing_id, seen, now
-        super().__init__(
-            f"listing {listing_id}'s price changed from {eth_amount(seen)} to "
-            f"{eth_amount(now)} per period while paying; the payment was refused and "
-            "nothing was paid; run the command again to see the new total"
-        )
-
-
-def parse_amount(option: str, text: str) -> int:
-    """Wei from `0.05` / `0.05eth` (ETH, exact to the wei) or `50000000000000000wei`."""
-    cleaned = text.strip()
-    if wei := _WEI.fullmatch(cleaned):
-        return int(wei.group(1))
-    eth = _ETH.fullmatch(cleaned)
-    if eth is None:
-        raise BadAmount(option, text)
-    whole, _, fraction = eth.group(1).partition(".")
-    if len(fraction) > 18:
-        raise BadAmount(option, text)
-    return int(whole) * _WEI_PER_ETH + int(fraction.ljust(18, "0") or "0")
-
-
-def eth_amount(wei: int) -> str:
-    """`0.003 ETH (3000000000000000 wei)`: exact, no float anywhere."""
-    whole, fraction = divmod(wei, _WEI_PER_ETH)
-    decimals = f"{fraction:018d}".rstrip("0")
-    return f"{whole}{'.' + decimals if decimals else ''} ETH ({wei} wei)"
 
 
 @buyer_app.command("request")
@@ -150,55 +75,107 @@ def request(
     periods: Annotated[int, typer.Option("--periods", min=1, help="Periods to pay for.")],
     purpose: Annotated[
         str | None,
-        typer.Option("--purpose", help="Declared purpose; its SHA-256 goes on-chain."),
+        typer.Option("--purpose", help="Why you ask, in words: stored as a purpose document "
+                                       "(its SHA-256 goes on chain) for the owner to read."),
     ] = None,
+    purpose_file: Annotated[
+        Path | None,
+        typer.Option("--purpose-file", dir_okay=False,
+                     help="A purpose document (JSON, schema datadebit/purpose/v1)."),
+    ] = None,
+    requester: Annotated[
+        str | None, typer.Option("--requester", help="Who asks (default: your address).")
+    ] = None,
+    retention: Annotated[
+        str | None, typer.Option("--retention", help="How long you keep the data.")
+    ] = None,
+    contact: Annotated[
+        str | None, typer.Option("--contact", help="How the owner can reach you.")
+    ] = None,
+    no_seal: Annotated[
+        bool,
+        typer.Option("--no-seal", help="Publish the purpose in the clear even when the "
+                                       "listing's owner publishes a key to seal it to."),
+    ] = False,
     max_price: Annotated[
         str | None,
         typer.Option(
             "--max-price",
-            help="Refuse to pay more than this in total: ETH as a decimal (0.05) or wei "
-            "with the suffix (50000000000000000wei).",
+            help="Refuse to pay more than this in total: 0.05eth, 50gwei, or wei with the "
+            "suffix or as a plain integer (50000000000000000wei).",
         ),
     ] = None,
     rpc: RpcOption = None,
     market: MarketOption = None,
+    store: StoreOption = None,
+    from_block: FromBlockOption = 0,
     keystore: KeystoreOption = None,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Pay price x periods into escrow for access to a listing; prints the debit id.
 
     The total is shown before paying and is exactly what is paid: it comes from one
-    read of the listing, and the contract takes nothing but that exact amount.
+    read of the listing, and the contract takes nothing but that exact amount. A purpose
+    is sealed to the listing's owner when its document publishes an owner key.
     """
     with cli_errors():
-        limit = None if max_price is None else parse_amount("--max-price", max_price)
+        limit = None if max_price is None else parse_option("--max-price", max_price, parse_wei)
+        if purpose is not None and purpose_file is not None:
+            fail("give --purpose TEXT or --purpose-file FILE, not both")
+        details = {"requester": requester, "retention": retention, "contact": contact}
+        if purpose is None and purpose_file is None and any(details.values()):
+            fail("--requester, --retention and --contact describe a purpose: give --purpose "
+                 "too")
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        price = client.listing(listing).price_per_period
-        total = price * periods
-        note(
-            f"total: {eth_amount(total)} = {periods} period(s) x {eth_amount(price)} "
-            f"(listing {listing})"
-        )
-        if limit is not None and total > limit:
-            raise PriceAboveLimit(listing, total, limit)
-        domain = Eip712Domain(client.chain_id, client.address)
-        # a BuyerPublicKey refuses low-order points: a key nothing can be sealed to is
-        # an error here, before any transaction
-        buyer_key = BuyerSecretKey.from_account(wallet, domain).public_key()
-        purpose_hash = hashlib.sha256(purpose.encode()).digest() if purpose else bytes(32)
+        document: PurposeDocument | None = None
+        if purpose_file is not None:
+            if any(details.values()):
+                fail("--purpose-file is the whole document: put requester, retention and "
+                     "contact inside it")
+            document = parse_purpose_document(purpose_file.read_bytes())
+        elif purpose is not None:
+            document = _purpose_document(purpose, requester or wallet.address, retention,
+                                         contact)
+        content = open_store(store) if document is not None else None
+        app = BuyerApp(client, content, wallet, from_block=from_block)
         try:
-            sent = client.request_debit(
-                wallet, listing, periods=periods, buyer_key=buyer_key.key,
-                purpose_hash=purpose_hash, value=total,
-            )
-        except (WrongPayment, TransactionFailed) as e:
-            now = client.listing(listing).price_per_period
-            if now != price:
-                raise PriceChanged(listing, price, now) from e
-            raise
-        note(f"paid {eth_amount(total)} for {periods} period(s) of listing {listing}")
-        note(debit_line(client.debit(sent.value)))
-    typer.echo(str(sent.value))
+            requested = app.request(listing, periods, document, limit, not no_seal,
+                                    on_quote=_show_quote)
+        except PriceAboveLimit as e:
+            fail(f"listing {e.listing_id} costs {eth_amount(e.total)} in total, above "
+                 f"--max-price {eth_amount(e.limit)}; nothing was paid")
+        except PriceChanged as e:
+            fail(f"listing {e.listing_id}'s price changed from {eth_amount(e.seen)} to "
+                 f"{eth_amount(e.now)} per period while paying; the payment was refused and "
+                 "nothing was paid; run the command again to see the new total")
+        _show_requested(requested)
+    typer.echo(str(requested.debit.debit_id))
+
+
+def _purpose_document(
+    purpose: str, requester: str, retention: str | None, contact: str | None
+) -> PurposeDocument:
+    """A purpose document from the flags, validated like one read from a file."""
+    fields = {"schema": "datadebit/purpose/v1", "requester": requester, "purpose": purpose,
+              "retention": retention, "contact": contact}
+    data = json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
+    return parse_purpose_document(data)
+
+
+def _show_quote(quote: Quote) -> None:
+    note(f"total: {eth_amount(quote.total_wei)} = {quote.periods} period(s) x "
+         f"{eth_amount(quote.price_wei)} (listing {quote.listing_id})")
+
+
+def _show_requested(requested: RequestedDebit) -> None:
+    quote = requested.quote
+    note(f"paid {eth_amount(quote.total_wei)} for {quote.periods} period(s) of listing "
+         f"{quote.listing_id}")
+    if requested.purpose_cid is not None:
+        how = "sealed to the listing's owner" if requested.sealed else "in the clear"
+        note(f"purpose stored {how} as {requested.purpose_cid.text} "
+             f"(purposeHash 0x{requested.purpose_hash.hex()})")
+    note(debit_line(requested.debit))
 
 
 @buyer_app.command("cancel")
@@ -212,8 +189,8 @@ def cancel(
     """Withdraw a debit the owner has not consented to yet; the payment is credited back."""
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        client.cancel(wallet, debit)
-        note(debit_line(client.debit(debit)))
+        cancelled = BuyerApp(client, None, wallet).cancel(debit)
+        note(debit_line(cancelled.debit))
         note(f"credited back: `datadebit wallet balance --market {client.address}`; "
              "withdraw with `datadebit buyer withdraw`")
 
@@ -244,98 +221,46 @@ def fetch(
     """
     # each refusing gateway is named in the one-line error; no log lines besides it
     logging.getLogger("marketplace.keyclient").setLevel(logging.CRITICAL)
+    opened: list[httpx.Client] = []
     with cli_errors():
         if out.is_dir():
             fail(f"--out {out} is a directory")
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
         public = read_committee(committee)
-        content = open_store(store)
-        record = client.debit(debit)
-        if record.buyer != wallet.address:
-            fail(f"debit {debit} belongs to {record.buyer}, not to {wallet.address}")
-        chosen = _version_to_fetch(client, record.listing_id, version)
-        published = _published(client, record.listing_id, chosen, from_block)
-        ctx = CapsuleContext(
-            client.chain_id, client.address, record.listing_id, chosen, published.cid
-        )
-        capsule = Capsule.from_bytes(published.capsule)
         assert committee is not None  # read_committee refused None
-        check_committee_matches(public, client.committee(), committee)
-        urls = {node.index: node.url for node in public.nodes if node.url}
-        if len(urls) < public.threshold:
-            raise ConfigError(
-                f"committee file {committee} has URLs for {len(urls)} gateways, "
-                f"{public.threshold} are needed"
-            )
-        domain = Eip712Domain(client.chain_id, client.address)
-        secret = BuyerSecretKey.from_account(wallet, domain)
-        nodes: dict[int, httpx.Client] = {i: gateway_client(url) for i, url in urls.items()}
-        try:
+
+        def key_client() -> KeyClient:
+            """Gateways from committee.json, checked to be the market's committee."""
+            check_committee_matches(public, client.committee(), committee)
+            urls = {node.index: node.url for node in public.nodes if node.url}
+            if len(urls) < public.threshold:
+                raise ConfigError(
+                    f"committee file {committee} has URLs for {len(urls)} gateways, "
+                    f"{public.threshold} are needed"
+                )
+            nodes: dict[int, httpx.Client] = {i: gateway_client(url) for i, url in urls.items()}
+            opened.extend(nodes.values())
             # shares are verified per the epoch each gateway answers with (around a reshare)
             committees = ChainCommittees(client)
-            fetched = KeyClient(
-                committees.current(), domain, nodes, committees=committees, timeout=timeout
-            ).fetch(wallet, secret, debit, ctx, capsule)
+            return KeyClient(committees.current(), client.domain, nodes,
+                             committees=committees, timeout=timeout)
+
+        app = BuyerApp(client, open_store(store), wallet, key_client, from_block=from_block)
+        try:
+            result = app.fetch(debit, out, version)
         finally:
-            for node in nodes.values():
+            for node in opened:
                 node.close()
-        cid = Cid(published.cid)
-        size = _download_and_decrypt(content, cid, fetched, out)
-    _report_faults(fetched)
-    used = ", ".join(str(i) for i in fetched.used_nodes)
-    note(
-        f"listing {record.listing_id} version {chosen}: {size:,} bytes decrypted to {out} "
-        f"(key shares from gateways {used})"
-    )
-    typer.echo(f"{chosen} {cid.text}")
+    _show_fetched(result)
 
 
-def _version_to_fetch(client: MarketClient, listing_id: int, asked: int | None) -> int:
-    count = client.listing(listing_id).version_count
-    if count == 0:
-        fail(f"listing {listing_id} has no published version yet")
-    if asked is None:
-        return count
-    if asked > count:
-        fail(f"listing {listing_id} has {count} version(s); there is no version {asked}")
-    return asked
-
-
-def _published(
-    client: MarketClient, listing_id: int, version: int, from_block: int
-) -> VersionPublished:
-    """The version's event, checked against the digest the contract keeps."""
-    events = client.events().read(
-        from_block, kinds=[VersionPublished], indexed=[topic(listing_id), topic(version)]
-    )
-    found = [e for e in events if isinstance(e, VersionPublished)]
-    if not found:
-        raise VersionNotFound(
-            f"no VersionPublished event for listing {listing_id} version {version} "
-            f"from block {from_block} on (is --from-block too high?)"
-        )
-    event = found[-1]
-    stored = client.version(listing_id, version).cid_digest
-    if keccak(event.cid)[:_CID_DIGEST_SIZE] != stored:
-        raise VersionNotFound(
-            f"the VersionPublished event of listing {listing_id} version {version} does not "
-            "match the CID digest the contract keeps"
-        )
-    return event
-
-
-def _download_and_decrypt(content: Any, cid: Cid, fetched: FetchedKey, out: Path) -> int:
-    """Ciphertext (verified against its CID) to a temporary file, then decrypt to `out`."""
-    with tempfile.TemporaryDirectory(prefix="datadebit-fetch-") as folder:
-        sealed = Path(folder) / "version.dde"
-        note(f"fetching {cid.text} from {content!r} ...")
-        content.get(cid, sealed)
-        return decrypt_file(sealed, out, fetched.data_key)
-
-
-def _report_faults(fetched: FetchedKey) -> None:
-    for index, why in sorted(fetched.faults.items()):
+def _show_fetched(result: FetchResult) -> None:
+    for index, why in sorted(result.faults.items()):
         note(f"gateway {index} did not help: {why}")
+    used = ", ".join(str(i) for i in result.used_nodes)
+    note(f"listing {result.listing_id} version {result.version}: {result.size:,} bytes "
+         f"decrypted to {result.out} (key shares from gateways {used})")
+    typer.echo(f"{result.version} {result.cid.text}")
 
 
 @buyer_app.command("status")
@@ -356,25 +281,13 @@ def status(
     with cli_errors():
         client = open_market(rpc, market)
         if debit is not None:
-            records = [debit_record(client.debit(debit))]
+            records = [view_record(DebitView(client.debit(debit)))]
         else:
             who = address_or_wallet(buyer, "--buyer", keystore, passphrase_file)
-            records = buyer_debits(client, who, from_block)
+            records = [view_record(v) for v in debits_of(client, who, from_block)]
     if json_out:
         print_json(records[0] if debit is not None else records)
     elif not records:
         note("no debits for this buyer on this market")
     else:
-        print_debits("debits (amounts in wei)", records)
-
-
-def buyer_debits(client: MarketClient, buyer: str, from_block: int) -> list[dict[str, Any]]:
-    """Debits requested by `buyer` (from `DebitRequested`), with their current state."""
-    requested = client.events().read(
-        from_block, kinds=[DebitRequested], indexed=[None, None, topic(buyer)]
-    )
-    return [
-        debit_record(client.debit(e.debit_id))
-        for e in requested
-        if isinstance(e, DebitRequested)
-    ]
+        print_debits("debits", records)

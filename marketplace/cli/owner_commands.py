@@ -1,9 +1,6 @@
-"""`datadebit owner ...`: list a dataset, publish encrypted versions, manage its debits.
-
-Publishing happens on the owner's machine: a fresh data key per version, the file
-encrypted locally, the ciphertext put in the store (whose CID must equal ours), the key
-wrapped for the committee key read from the chain, and CID + capsule anchored with
-`publishVersion`. The data key is never written anywhere.
+"""`datadebit owner ...`: describe and list a dataset, publish encrypted versions, read
+the requests waiting for consent and decide them. Parsing and rendering only: every flow
+is `marketplace.app.owner.OwnerApp`'s.
 
 stdout carries only what scripts capture (ids, CIDs, amounts, tables, JSON); progress
 and state go to stderr.
@@ -11,17 +8,18 @@ and state go to stderr.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from eth_account.signers.local import LocalAccount
 
-from marketplace.chain.events import DebitRequested, ListingCreated
-from marketplace.chain.market import MarketClient
+from marketplace.app.owner import OwnerApp, file_sha256
+from marketplace.app.progress import Stages
+from marketplace.app.reads import listings_of
+from marketplace.app.units import UnitError, format_duration, parse_duration, parse_wei
 from marketplace.cli.config import (
     FromBlockOption,
     MarketOption,
@@ -33,11 +31,13 @@ from marketplace.cli.config import (
 from marketplace.cli.errors import cli_errors, fail
 from marketplace.cli.render import (
     debit_line,
-    debit_record,
+    eth_amount,
     listing_record,
     note,
+    print_inbox,
     print_json,
     print_listings,
+    request_record,
 )
 from marketplace.cli.wallet_commands import (
     KeystoreOption,
@@ -45,11 +45,8 @@ from marketplace.cli.wallet_commands import (
     address_or_wallet,
     market_and_wallet,
 )
-from marketplace.errors import MarketplaceError
-from marketplace.keyrelease.capsule import CapsuleContext, make_capsule
-from marketplace.keyrelease.group import Point
-from storage.envelope import encrypt_file
-from storage.keys import DataKey
+from marketplace.documents import ListingDocument, parse_listing_document
+from storage.progress import Progress
 
 owner_app = typer.Typer(
     help="Data owner: create listings, publish encrypted versions, manage debits.",
@@ -58,35 +55,58 @@ owner_app = typer.Typer(
 
 DebitArgument = Annotated[int, typer.Argument(min=1, help="Debit id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+PRICE_HELP = "Price per period: 0.01eth, 1000000gwei, or wei (a plain integer)."
+PERIOD_HELP = "Period length: 1d, 12h, 30m, 90s, or seconds (a plain integer)."
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(owner_app, name="owner")
 
 
-class PublishFailed(MarketplaceError):
-    """A version could not be published as computed (store or chain disagreed)."""
+def parse_option(option: str, text: str, parse: Callable[[str], int]) -> int:
+    """`parse(text)` with a UnitError reported as `error: OPTION ...` (exit 1)."""
+    try:
+        return parse(text)
+    except UnitError as e:
+        fail(f"{option} {e}")
 
 
-def topic(value: int | str) -> bytes:
-    """A 32-byte indexed-topic value for an id or an address."""
-    if isinstance(value, str):
-        return bytes(12) + bytes.fromhex(value.removeprefix("0x"))
-    return value.to_bytes(32, "big")
+def owner_app_for(
+    rpc: str | None, market: str | None, store: str | None, keystore: Path | None,
+    passphrase_file: Path | None, from_block: int = 0,
+) -> OwnerApp:
+    client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
+    return OwnerApp(client, open_store(store), wallet, from_block=from_block)
 
 
-def file_sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for piece in iter(lambda: f.read(1 << 20), b""):
-            digest.update(piece)
-    return digest.digest()
+def listing_document(
+    describe: Path | None, title: str | None, description: str | None, tags: list[str],
+    license_text: str | None, terms_file: Path | None,
+) -> ListingDocument | None:
+    """The document from --describe FILE, or built from the flags when --title is given;
+    None when neither (a bare listing, as before documents)."""
+    flags = {"description": description, "tags": tags or None, "license": license_text}
+    given = [f"--{k}" for k, v in flags.items() if v is not None]
+    if describe is not None:
+        if title is not None or given or terms_file is not None:
+            fail("--describe FILE is the whole document: give --title, --description, "
+                 "--tag, --license and --terms-file inside it, not as flags")
+        return parse_listing_document(describe.read_bytes())
+    if title is None:
+        if given:
+            fail(f"{', '.join(given)} describe a listing: give --title too (or --describe FILE)")
+        return None
+    document: dict[str, object] = {"schema": "datadebit/listing/v1", "title": title}
+    document.update({k: v for k, v in flags.items() if v is not None})
+    if terms_file is not None:
+        document["terms"] = terms_file.read_text(encoding="utf-8")
+    return parse_listing_document(json.dumps(document).encode())
 
 
 @owner_app.command("create-listing")
 def create_listing(
-    price: Annotated[int, typer.Option("--price", min=0, help="Price per period, in wei.")],
-    period: Annotated[int, typer.Option("--period", min=1, help="Period length in seconds.")],
+    price: Annotated[str, typer.Option("--price", help=PRICE_HELP)],
+    period: Annotated[str, typer.Option("--period", help=PERIOD_HELP)],
     auto_approve: Annotated[
         bool,
         typer.Option(
@@ -94,33 +114,67 @@ def create_listing(
             help="Debits start at once, or wait for `owner consent`.",
         ),
     ] = False,
-    terms: Annotated[
+    describe: Annotated[
         Path | None,
-        typer.Option("--terms", dir_okay=False, help="Terms file; its SHA-256 goes on-chain."),
+        typer.Option("--describe", dir_okay=False,
+                     help="Listing document (JSON, schema datadebit/listing/v1): validated, "
+                          "stored, and the listing points at it (ipfs://CID)."),
+    ] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", help="Build a listing document with this title.")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="The document's description.")
+    ] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="A search tag (repeat for more).")
+    ] = None,
+    license_text: Annotated[
+        str | None, typer.Option("--license", help="The document's licence.")
+    ] = None,
+    terms_file: Annotated[
+        Path | None,
+        typer.Option("--terms-file", "--terms", dir_okay=False,
+                     help="Terms text file: in the document (with --title), else only its "
+                          "SHA-256 goes on chain."),
     ] = None,
     metadata_uri: Annotated[
-        str, typer.Option("--metadata-uri", help="Where the listing is described.")
-    ] = "",
+        str | None,
+        typer.Option("--metadata-uri", help="A free metadata URI (only without a document)."),
+    ] = None,
     rpc: RpcOption = None,
     market: MarketOption = None,
+    store: StoreOption = None,
     keystore: KeystoreOption = None,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Create a listing; prints its id."""
     with cli_errors():
-        terms_hash = file_sha256(terms) if terms is not None else bytes(32)
+        price_wei = parse_option("--price", price, parse_wei)
+        seconds = parse_option("--period", period, parse_duration)
+        document = listing_document(describe, title, description, tags or [], license_text,
+                                    terms_file if title is not None else None)
+        if document is not None and metadata_uri is not None:
+            fail("--metadata-uri is set by the listing document (ipfs://CID): drop one")
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        sent = client.create_listing(
-            wallet,
-            price_per_period=price,
-            period_seconds=period,
-            auto_approve=auto_approve,
-            terms_hash=terms_hash,
-            metadata_uri=metadata_uri,
+        # a bare listing needs no store: only one with a document opens it
+        content = open_store(store) if document is not None else None
+        app = OwnerApp(client, content, wallet)
+        bare_terms = file_sha256(terms_file) if terms_file is not None and document is None \
+            else None
+        created = app.create_listing(
+            price_wei, seconds, auto_approve, document,
+            None if document is not None else metadata_uri or "",
+            terms_hash_override=bare_terms,
         )
     approval = "auto-approved" if auto_approve else "owner consent"
-    note(f"listing {sent.value} created by {wallet.address} ({approval}; tx {sent.tx_hash})")
-    typer.echo(str(sent.value))
+    if created.document_cid is not None:
+        note(f"listing document stored as {created.metadata_uri} "
+             "(with your owner key: buyers can seal their purposes to you)")
+    note(f"listing {created.listing_id} created by {wallet.address}: "
+         f"{eth_amount(price_wei)} per {format_duration(seconds)} ({approval}; "
+         f"tx {created.tx_hash})")
+    typer.echo(str(created.listing_id))
 
 
 @owner_app.command("publish")
@@ -137,50 +191,61 @@ def publish(
     `<version> <cid>`."""
     with cli_errors():
         with file.open("rb"):
-            pass  # unreadable input fails before anything is spent
-        client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        content = open_store(store)
-        current = client.listing(listing)
-        if current.owner != wallet.address:
-            fail(f"listing {listing} belongs to {current.owner}, not to {wallet.address}")
-        committee_key = Point.from_bytes(client.committee().committee_key, "committee key")
-        version = current.version_count + 1
-        data_key = DataKey.generate()
-        with tempfile.TemporaryDirectory(prefix="datadebit-publish-") as folder:
+            pass  # unreadable input fails before the wallet is unlocked
+        app = owner_app_for(rpc, market, store, keystore, passphrase_file)
+        published = app.publish(listing, file, progress=_noted(file, app.store))
+    note(f"listing {listing} version {published.version}: {published.cid.text} anchored "
+         f"(tx {published.tx_hash})")
+    typer.echo(f"{published.version} {published.cid.text}")
+
+
+def _noted(file: Path, store: object) -> Stages:
+    """Stages told as notes on stderr (the CLI draws no bars: its stderr is for lines)."""
+
+    @contextmanager
+    def stage(name: str, total: int | None) -> Iterator[Progress]:
+        if name == "encrypt":
             note(f"encrypting {file} ...")
-            encrypted = encrypt_file(file, Path(folder) / "version.dde", data_key)
-            note(f"storing {encrypted.size:,} bytes of ciphertext in {content!r} ...")
-            with encrypted.path.open("rb") as f:
-                stored = content.put(f)
-        if stored != encrypted.cid:
-            raise PublishFailed(
-                f"the store named the ciphertext {stored.text}, we computed "
-                f"{encrypted.cid.text}: refusing to anchor"
-            )
-        ctx = CapsuleContext(client.chain_id, client.address, listing, version, stored.binary)
-        capsule = make_capsule(data_key, ctx, committee_key).to_bytes()
-        sent = client.publish_version(wallet, listing, stored.binary, capsule)
-        if sent.value != version:
-            raise PublishFailed(
-                f"the chain numbered this version {sent.value}, the capsule was made for "
-                f"{version} (another publish raced it): publish it again"
-            )
-    note(f"listing {listing} version {version}: {stored.text} anchored (tx {sent.tx_hash})")
-    typer.echo(f"{version} {stored.text}")
+        elif name == "upload":
+            note(f"storing {total or 0:,} bytes of ciphertext in {store!r} ...")
+        yield lambda count: None
+
+    return stage
 
 
-def _debit_action(
-    action: Callable[[MarketClient, LocalAccount, int], object],
-    debit: int,
-    rpc: str | None,
-    market: str | None,
-    keystore: Path | None,
+@owner_app.command("inbox")
+def inbox(
+    rpc: RpcOption = None,
+    market: MarketOption = None,
+    store: StoreOption = None,
+    from_block: FromBlockOption = 0,
+    json_out: JsonOption = False,
+    keystore: KeystoreOption = None,
+    passphrase_file: PassphraseFileOption = None,
+) -> None:
+    """Requests waiting for your consent, each with the buyer's purpose in their words
+    (verified against the on-chain hash, opened if sealed to you)."""
+    with cli_errors():
+        app = owner_app_for(rpc, market, store, keystore, passphrase_file, from_block)
+        pending = app.inbox()
+    if json_out:
+        print_json([request_record(r) for r in pending])
+    elif not pending:
+        note(f"no requests waiting for {app.address}'s consent")
+    else:
+        print_inbox(pending)
+
+
+def _decision(
+    action: str, debit: int, rpc: str | None, market: str | None, keystore: Path | None,
     passphrase_file: Path | None,
 ) -> None:
-    """Send one owner transaction on a debit, then show the debit as it now stands."""
-    client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-    action(client, wallet, debit)
-    note(debit_line(client.debit(debit)))
+    """Send one owner decision on a debit, then show the debit as it now stands."""
+    with cli_errors():
+        client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
+        app = OwnerApp(client, None, wallet)
+        changed = getattr(app, action)(debit)
+    note(debit_line(changed.debit))
 
 
 @owner_app.command("consent")
@@ -192,8 +257,7 @@ def consent(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Approve a requested debit: its term starts now."""
-    with cli_errors():
-        _debit_action(MarketClient.consent, debit, rpc, market, keystore, passphrase_file)
+    _decision("consent", debit, rpc, market, keystore, passphrase_file)
 
 
 @owner_app.command("reject")
@@ -205,8 +269,7 @@ def reject(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Refuse a requested debit: the buyer is credited the full amount."""
-    with cli_errors():
-        _debit_action(MarketClient.reject, debit, rpc, market, keystore, passphrase_file)
+    _decision("reject", debit, rpc, market, keystore, passphrase_file)
 
 
 @owner_app.command("revoke")
@@ -218,8 +281,7 @@ def revoke(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Stop an active debit: accrued escrow to you, the rest back to the buyer."""
-    with cli_errors():
-        _debit_action(MarketClient.revoke, debit, rpc, market, keystore, passphrase_file)
+    _decision("revoke", debit, rpc, market, keystore, passphrase_file)
 
 
 @owner_app.command("claim")
@@ -233,10 +295,10 @@ def claim(
     """Credit what has accrued on DEBITS to your market balance; prints the wei credited."""
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        sent = client.claim(wallet, debits)
-        balance = client.balance_of(wallet.address)
-    note(f"claimed {sent.value} wei; market balance now {balance} wei (`owner withdraw`)")
-    typer.echo(str(sent.value))
+        paid = OwnerApp(client, None, wallet).claim(debits)
+    note(f"claimed {eth_amount(paid.amount)}; market balance now {eth_amount(paid.balance)} "
+         "(`owner withdraw`)")
+    typer.echo(str(paid.amount))
 
 
 @owner_app.command("withdraw")
@@ -248,11 +310,13 @@ def withdraw(
 ) -> None:
     """Pay your credited market balance (earnings, or a buyer's refunds) out to your wallet;
     prints the wei withdrawn."""
+    from marketplace.app.owner import withdraw as pay_out  # noqa: PLC0415 - name clash
+
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        sent = client.withdraw(wallet)
-    note(f"withdrew {sent.value} wei to {wallet.address}")
-    typer.echo(str(sent.value))
+        paid = pay_out(client, wallet)
+    note(f"withdrew {eth_amount(paid.amount)} to {wallet.address}")
+    typer.echo(str(paid.amount))
 
 
 @owner_app.command("list")
@@ -271,30 +335,10 @@ def list_listings(
     with cli_errors():
         client = open_market(rpc, market)
         who = address_or_wallet(owner, "--owner", keystore, passphrase_file)
-        records = owner_listings(client, who, from_block)
+        records = [listing_record(v) for v in listings_of(client, who, from_block)]
     if json_out:
         print_json(records)
     elif not records:
         note(f"{who} has no listings on this market")
     else:
         print_listings(records)
-
-
-def owner_listings(client: MarketClient, owner: str, from_block: int) -> list[dict[str, Any]]:
-    """Listings created by `owner` (from `ListingCreated`), each with its debits."""
-    reader = client.events()
-    created = reader.read(from_block, kinds=[ListingCreated], indexed=[None, topic(owner)])
-    records = []
-    for event in created:
-        assert isinstance(event, ListingCreated)
-        requested = reader.read(
-            from_block, kinds=[DebitRequested], indexed=[None, topic(event.listing_id)]
-        )
-        debits = [
-            debit_record(client.debit(d.debit_id), claimable=client.claimable(d.debit_id))
-            for d in requested
-            if isinstance(d, DebitRequested)
-        ]
-        records.append(listing_record(client.listing(event.listing_id), debits))
-    return records
-

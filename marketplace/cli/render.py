@@ -1,5 +1,6 @@
-"""Showing listings and debits: rich tables for people, JSON for scripts (both on stdout);
-notes about what happened go to stderr so stdout stays parseable."""
+"""Showing listings, debits and requests: rich tables for people, JSON for scripts (both
+on stdout); notes about what happened go to stderr so stdout stays parseable. Amounts are
+shown in ETH and periods as durations in tables; JSON keeps wei and seconds."""
 
 from __future__ import annotations
 
@@ -7,18 +8,28 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.chain.types import Debit, DebitState, Listing
+from marketplace.app.units import format_duration, format_eth
+from marketplace.chain.types import Debit, DebitState
+
+if TYPE_CHECKING:
+    from marketplace.app.owner import PendingRequest
+    from marketplace.app.reads import DebitView, ListingView
 
 
 def note(message: str) -> None:
     """A progress or state line for the person at the terminal (stderr)."""
     typer.echo(message, err=True)
+
+
+def eth_amount(wei: int) -> str:
+    """`0.003 ETH (3000000000000000 wei)`: exact, no float anywhere."""
+    return f"{format_eth(wei)} ({wei} wei)"
 
 
 def when(timestamp: int) -> str:
@@ -59,7 +70,12 @@ def debit_record(debit: Debit, *, claimable: int | None = None) -> dict[str, Any
     return record
 
 
-def listing_record(listing: Listing, debits: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def view_record(view: DebitView) -> dict[str, Any]:
+    return debit_record(view.debit, claimable=view.claimable)
+
+
+def listing_record(view: ListingView) -> dict[str, Any]:
+    listing = view.listing
     return {
         "listing": listing.listing_id,
         "owner": listing.owner,
@@ -68,7 +84,22 @@ def listing_record(listing: Listing, debits: Sequence[dict[str, Any]]) -> dict[s
         "versions": listing.version_count,
         "auto_approve": listing.auto_approve,
         "open": listing.open,
-        "debits": list(debits),
+        "metadata_uri": view.created.metadata_uri,
+        "debits": [view_record(d) for d in view.debits],
+    }
+
+
+def request_record(request: PendingRequest) -> dict[str, Any]:
+    """A pending request for JSON: the purpose document as the buyer wrote it, or why
+    it could not be read (`purpose_problem`: a DocumentError reason code)."""
+    return {
+        **debit_record(request.debit),
+        "periods": request.periods,
+        "purpose_hash": "0x" + request.purpose_hash.hex(),
+        "purpose": None if request.purpose is None
+        else request.purpose.model_dump(mode="json", by_alias=True),
+        "purpose_problem": None if request.problem is None else request.problem.reason,
+        "purpose_error": None if request.problem is None else str(request.problem),
     }
 
 
@@ -86,28 +117,61 @@ def print_debits(title: str, records: Sequence[dict[str, Any]]) -> None:
     for r in records:
         row = [
             str(r["debit"]), str(r["listing"]), r["buyer"], r["state"], when(r["start"]),
-            when(r["end"]), str(r["amount"]), str(r["settled"]),
+            when(r["end"]), format_eth(r["amount"]), format_eth(r["settled"]),
         ]
         if has_claimable:
-            row.append(str(r.get("claimable", "")))
+            row.append(format_eth(r["claimable"]) if "claimable" in r else "")
         table.add_row(*row)
     _console().print(table)
 
 
 def print_listings(records: Sequence[dict[str, Any]]) -> None:
-    table = Table(title="listings (amounts in wei)")
-    for column in ("listing", "price/period", "period s", "versions", "approval", "open"):
+    table = Table(title="listings")
+    for column in ("listing", "price/period", "period", "versions", "approval", "open"):
         table.add_column(column)
     for r in records:
         table.add_row(
-            str(r["listing"]), str(r["price_per_period"]), str(r["period_seconds"]),
-            str(r["versions"]), "auto" if r["auto_approve"] else "consent",
-            "yes" if r["open"] else "no",
+            str(r["listing"]), format_eth(r["price_per_period"]),
+            format_duration(r["period_seconds"]), str(r["versions"]),
+            "auto" if r["auto_approve"] else "consent", "yes" if r["open"] else "no",
         )
     _console().print(table)
     debits = [d for r in records for d in r["debits"]]
     if debits:
-        print_debits("debits on these listings (amounts in wei)", debits)
+        print_debits("debits on these listings", debits)
+
+
+def print_inbox(requests: Sequence[PendingRequest]) -> None:
+    """Each pending request as a block: who asks, what they pay, and their purpose in
+    their words (verified against the on-chain hash), or why it cannot be shown."""
+    out = _console()
+    for request in requests:
+        debit = request.debit
+        out.print(
+            f"[bold]debit {debit.debit_id}[/] on listing {debit.listing_id}: "
+            f"{debit.buyer} pays {format_eth(debit.amount)} for {request.periods} period(s)",
+            markup=True, highlight=False,
+        )
+        for line in purpose_lines(request):
+            out.print(f"   {line}", markup=False, highlight=False)
+        out.print(f"   decide: datadebit owner consent {debit.debit_id}  |  "
+                  f"datadebit owner reject {debit.debit_id}", markup=False, highlight=False)
+
+
+def purpose_lines(request: PendingRequest) -> list[str]:
+    if not request.declared:
+        return ["purpose: none declared (the on-chain purpose hash is zero)"]
+    if request.problem is not None:
+        return [f"purpose: NOT SHOWN ({request.problem.reason}): {request.problem}",
+                f"purpose hash: 0x{request.purpose_hash.hex()}"]
+    doc = request.purpose
+    assert doc is not None  # declared, no problem: read_purpose returned the document
+    lines = [f"requester: {doc.requester}", f"purpose (verified): {doc.purpose}"]
+    for label, value in (("intended use", doc.intended_use), ("retention", doc.retention),
+                         ("contact", doc.contact)):
+        if value:
+            lines.append(f"{label}: {value}")
+    return lines
 
 
 def _console() -> Console:

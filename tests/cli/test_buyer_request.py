@@ -63,7 +63,10 @@ def test_the_total_is_shown_before_paying_and_is_what_is_paid(chain: Deployment)
     assert (record.state, record.amount) == (DebitState.ACTIVE, 3 * PRICE)
 
 
-@pytest.mark.parametrize("cap", ["0.003", "0.0030", "0.003ETH", "3000000000000000wei", "1"])
+@pytest.mark.parametrize(
+    "cap", ["0.003eth", "0.0030 ETH", "3000000gwei", "3000000000000000wei", "3000000000000000",
+            "1eth"]
+)
 def test_max_price_at_or_above_the_total_pays(chain: Deployment, cap: str) -> None:
     listing = _listing(chain)
     result = chain.as_buyer(
@@ -73,7 +76,9 @@ def test_max_price_at_or_above_the_total_pays(chain: Deployment, cap: str) -> No
     assert chain.market.debit(int(result.stdout)).amount == 3 * PRICE
 
 
-@pytest.mark.parametrize("cap", ["0.002999999999999999", "2999999999999999wei", "0"])
+@pytest.mark.parametrize(
+    "cap", ["0.002999999999999999eth", "2999999999999999wei", "2999999999999999", "0", "1"]
+)
 def test_a_total_above_max_price_is_refused_before_any_transaction(
     chain: Deployment, cap: str
 ) -> None:
@@ -92,7 +97,8 @@ def test_a_total_above_max_price_is_refused_before_any_transaction(
 
 
 @pytest.mark.parametrize(
-    "cap", ["abc", "-1", "0.0000000000000000001", "1e18", "0x10", "1.", "10 gwei", ""]
+    "cap", ["abc", "-1", "0.0000000000000000001eth", "1e18", "0x10", "1.", "10 gwe", "",
+            "0.003"]
 )
 def test_a_malformed_max_price_is_refused(chain: Deployment, cap: str) -> None:
     before = _before(chain)
