@@ -1,0 +1,126 @@
+"""The catalog's store on SQLite and Postgres: ranking, filters, rewinds and restarts,
+with synthetic events through the same `apply_logs` path the watcher uses."""
+
+from __future__ import annotations
+
+from marketplace.catalog.store import DocumentResult
+from marketplace.chain.events import (
+    DebitConsented,
+    DebitRequested,
+    ListingCreated,
+    ListingUpdated,
+    LogRef,
+    MarketEvent,
+)
+from marketplace.chain.types import DebitId, ListingId, Wei
+from marketplace.chain.watcher import Cursor, log_key
+from tests.catalog.conftest import Backend
+
+OWNER = "0x" + "11" * 20
+
+
+def ref(block: int, index: int = 0) -> LogRef:
+    return LogRef(block, f"0x{block:064x}", f"0x{block * 1000 + index:064x}", index)
+
+
+def created(listing_id: int, block: int, price: int = 100) -> ListingCreated:
+    return ListingCreated(
+        ref(block, 100 + listing_id), ListingId(listing_id), OWNER, Wei(price), 3600, False,  # type: ignore[arg-type]
+        b"\x00" * 32, f"ipfs://doc{listing_id}",
+    )
+
+
+def apply(store: object, block: int, *events: MarketEvent) -> None:
+    store.apply_logs(  # type: ignore[attr-defined]
+        1, [(log_key(e), [e]) for e in events], Cursor(block, f"0x{block:064x}")
+    )
+
+
+def described(listing_id: int, title: str, description: str = "",
+              tags: tuple[str, ...] = ()) -> DocumentResult:
+    return DocumentResult(listing_id, f"ipfs://doc{listing_id}", "ok", title=title,
+                          description=description, tags=tags, document_json="{}")
+
+
+def corpus(backend: Backend) -> object:
+    store = backend.open()
+    apply(store, 1, created(1, 1, 500), created(2, 1, 100), created(3, 1, 300),
+          created(4, 1, 2**255))
+    store.record_documents([
+        described(1, "Weather stations", "hourly readings; air quality included", ("weather",)),
+        described(2, "Air quality sensors", "PM2.5 from city sensors", ("air", "city")),
+        described(3, "Traffic counts", "vehicles per hour", ("city",)),
+        described(4, "Quality assurance logs", "factory data about air filters", ("factory",)),
+    ])
+    return store
+
+
+def ids(found: list) -> list[int]:  # type: ignore[type-arg]
+    return [s.listing_id for s in found]
+
+
+def test_a_title_match_ranks_above_a_description_match(backend: Backend) -> None:
+    store = corpus(backend)
+    found = store.search("air quality")  # type: ignore[attr-defined]
+    assert ids(found)[0] == 2  # both words in the title
+    assert set(ids(found)) == {1, 2, 4}
+    assert ids(store.search("sensors")) == [2]  # type: ignore[attr-defined]
+    assert ids(store.search("nothing-like-this")) == []  # type: ignore[attr-defined]
+
+
+def test_tag_and_max_price_filter(backend: Backend) -> None:
+    store = corpus(backend)
+    assert set(ids(store.search(None, tag="city"))) == {2, 3}  # type: ignore[attr-defined]
+    assert set(ids(store.search(None, tag="CITY"))) == {2, 3}  # type: ignore[attr-defined]
+    assert ids(store.search("air", tag="city")) == [2]  # type: ignore[attr-defined]
+    assert set(ids(store.search(None, max_price=300))) == {2, 3}  # type: ignore[attr-defined]
+    assert ids(store.search("air", max_price=100)) == [2]  # type: ignore[attr-defined]
+    # a uint256 price beyond int64 compares as a number
+    assert 4 not in ids(store.search(None, max_price=2**255 - 1))  # type: ignore[attr-defined]
+    assert 4 in ids(store.search(None, max_price=2**256 - 1))  # type: ignore[attr-defined]
+    assert store.listing(4).summary.price_wei == 2**255  # type: ignore[attr-defined]
+
+
+def test_query_syntax_is_only_words(backend: Backend) -> None:
+    store = corpus(backend)
+    for q in ('"', "air OR", "NEAR(", "*", "a:b", "title:air", "'; DROP TABLE x", "\x00"):
+        store.search(q)  # type: ignore[attr-defined]  # never raises
+    assert ids(store.search("AIR-quality!")) == ids(store.search("air quality"))  # type: ignore[attr-defined]
+
+
+def test_rewinding_an_update_restores_the_price_and_removes_later_listings(
+    backend: Backend,
+) -> None:
+    store = corpus(backend)
+    update = ListingUpdated(ref(5), ListingId(2), Wei(999), True, False)
+    requested = DebitRequested(ref(5, 1), DebitId(1), ListingId(2), OWNER, 1, Wei(100),  # type: ignore[arg-type]
+                               b"\x01" * 32, b"\x00" * 32, False, 0, 0)
+    apply(store, 5, update, requested, created(5, 5))
+    assert ids(store.search("sensors")) == []  # closed  # type: ignore[attr-defined]
+    assert store.listing(2).debits == {"requested": 1}  # type: ignore[attr-defined]
+    store.rewind_to(1)  # type: ignore[attr-defined]
+    detail = store.listing(2)  # type: ignore[attr-defined]
+    assert (detail.summary.price_wei, detail.summary.open) == (100, True)
+    assert detail.debits == {}
+    assert store.listing(5) is None  # type: ignore[attr-defined]
+    assert store.cursor() == Cursor(1, f"0x{1:064x}")  # type: ignore[attr-defined]
+    assert ids(store.search("sensors")) == [2]  # type: ignore[attr-defined]
+
+
+def test_debit_counts_follow_the_latest_state(backend: Backend) -> None:
+    store = corpus(backend)
+    requests = [DebitRequested(ref(6, i), DebitId(i), ListingId(3), OWNER, 1, Wei(1),  # type: ignore[arg-type]
+                               b"\x01" * 32, b"\x00" * 32, False, 0, 0) for i in (1, 2, 3)]
+    apply(store, 6, *requests)
+    apply(store, 7, DebitConsented(ref(7), DebitId(2), ListingId(3), 0, 0))
+    assert store.listing(3).debits == {"requested": 2, "active": 1}  # type: ignore[attr-defined]
+
+
+def test_a_restart_keeps_the_cursor_and_the_index(backend: Backend) -> None:
+    corpus(backend)
+    reopened = backend.open()
+    assert reopened.cursor() == Cursor(1, f"0x{1:064x}")
+    assert ids(reopened.search("traffic")) == [3]
+    # the same log again (a poll repeated after a crash) is not applied twice
+    apply(reopened, 1, created(1, 1, 500))
+    assert reopened.count() == 4
