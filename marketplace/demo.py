@@ -1,14 +1,16 @@
 """`datadebit demo`: the whole flow on the embedded defaults, told as it runs.
 
-An owner lists an auto-approved feed and one that needs consent, encrypts generated CSV
-versions on "their machine", stores the ciphertext by CID and anchors CID + capsule
-on-chain. The gateways generate their committee key by a DKG on the chain. Buyer A buys and
-decrypts through the 2-of-3 committee (with one gateway down); buyer B asks, is refused
-until the owner consents, decrypts, is revoked and then refused the next version; a
-tampered stored block is refused; the owner claims and withdraws; an auditor replays it
-all; the committee grows to 3-of-4 by a reshare that keeps its key, and a buyer decrypts
-an old version from the new shares. Every step checks its outcome and the run fails
-loudly if one does not hold.
+An owner describes and lists an auto-approved feed and one that needs consent (listing
+documents in the store), encrypts generated CSV versions on "their machine", stores the
+ciphertext by CID and anchors CID + capsule on-chain. The gateways generate their committee
+key by a DKG on the chain. Buyer A finds the feed by a word of its description, buys and
+decrypts through the 2-of-3 committee (with one gateway down); buyer B asks with a purpose
+sealed to the owner, is refused until the owner, having read it, consents, decrypts, is
+revoked and then refused the next version; a tampered stored block is refused; the owner
+claims and withdraws; an auditor replays it all; the committee grows to 3-of-4 by a
+reshare that keeps its key, and a buyer decrypts an old version from the new shares.
+Every operation is an application-layer call (`marketplace.app`), as the CLI's are.
+Every step checks its outcome and the run fails loudly if one does not hold.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import TypeVar
 
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
@@ -32,23 +34,21 @@ from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedCo
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from marketplace.audit.auditor import Auditor
+from marketplace.app.audit import run_audit
+from marketplace.app.buyer import BuyerApp
+from marketplace.app.owner import OwnerApp, PublishedVersion
+from marketplace.app.progress import Stages
+from marketplace.app.units import format_duration, format_eth
 from marketplace.audit.release_log import HttpReleaseLog
 from marketplace.audit.render import print_report
 from marketplace.chain.market import TRUSTED_DEALER_TRANSCRIPT
-from marketplace.chain.types import Sent
+from marketplace.documents import ListingDocument, PurposeDocument
 from marketplace.errors import MarketplaceError
 from marketplace.keyclient import KeyFetchFailed
 from marketplace.keyrelease import Point
-from marketplace.keyrelease.buyer_key import BuyerSecretKey
-from marketplace.keyrelease.capsule import Capsule, CapsuleContext, make_capsule
 from marketplace.localnet import LocalNetwork
-from storage.cid import Cid
-from storage.envelope import decrypt_file, encrypt_file
 from storage.errors import StorageError
-from storage.keys import DataKey
-from storage.progress import Progress, ProgressReader, reporting
-from storage.stores.base import save
+from storage.progress import Progress
 
 T = TypeVar("T")
 PRICE = 10**15  # 0.001 ether per period
@@ -66,10 +66,6 @@ class Ledger:
     gas: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
-    def tx(self, name: str, sent: Sent[T]) -> T:
-        self.gas.setdefault(name, sent.gas_used)
-        return sent.value
-
     def timed(self, name: str, work: Callable[[], T]) -> T:
         start = time.perf_counter()
         result = work()
@@ -78,14 +74,12 @@ class Ledger:
 
 
 @dataclass(frozen=True)
-class PublishedVersion:
-    listing_id: int
-    version: int
-    ctx: CapsuleContext
-    capsule: Capsule
+class Version:
+    """A version the owner published, and the SHA-256 of its plaintext (to check what a
+    buyer decrypts against)."""
+
+    published: PublishedVersion
     sha256: str
-    size: int
-    sealed_size: int
 
 
 def generate_csv(path: Path, rows: int, seed: int) -> None:
@@ -122,13 +116,14 @@ class Demo:
         self.ledger.timings["committee DKG (3 nodes)"] = time.perf_counter() - started
         self.owner = self.net.account()
         self.market = self.net.market
+        self.owner_app = OwnerApp(self.market, self.net.store, self.owner)
         self.tampered_ciphertext = b""
 
     def say(self, text: str) -> None:
         self.out.print(text)
 
     @contextmanager
-    def bar(self, label: str, total: int) -> Iterator[Progress]:
+    def bar(self, label: str, total: int | None) -> Iterator[Progress]:
         """A byte progress bar; the callback it yields takes byte counts only."""
         columns = (
             TextColumn("   {task.description:<12}"), BarColumn(bar_width=30),
@@ -143,81 +138,77 @@ class Demo:
             raise DemoFailed(what)
         self.out.print(f"   [green]✓[/] {what}")
 
+    def buyer(self, wallet: LocalAccount) -> BuyerApp:
+        return BuyerApp(self.market, self.net.store, wallet, self.net.key_client)
+
     # ------------------------------------------------------------ owner side
 
-    def publish(self, listing_id: int, rows: int, seed: int) -> PublishedVersion:
+    def describe(self, title: str, description: str, tags: list[str]) -> ListingDocument:
+        return ListingDocument.model_validate({
+            "title": title, "description": description, "tags": tags,
+            "license": "CC-BY-NC-4.0", "terms": "Research use only; no re-identification.",
+            "cadence": "daily", "contact": "data@example.org",
+            "fields": [{"name": c, "type": "number", "unit": u} for c, u in
+                       (("pm25", "µg/m³"), ("no2", "µg/m³"), ("temp_c", "°C"))],
+        })
+
+    def create(self, price: int, auto_approve: bool, document: ListingDocument) -> int:
+        created = self.owner_app.create_listing(price, DAY, auto_approve, document)
+        self.ledger.gas.setdefault("createListing", created.gas_used)
+        self.say(f"   listing {created.listing_id} \"{document.title}\": {format_eth(price)} "
+                 f"per {format_duration(DAY)}, described at {created.metadata_uri[:30]}…")
+        return created.listing_id
+
+    def publish(self, listing_id: int, rows: int, seed: int) -> Version:
         plain = self.work / f"listing{listing_id}-seed{seed}.csv"
         generate_csv(plain, rows, seed)
-        version = self.market.listing(listing_id).version_count + 1
-        data_key = DataKey.generate()
-        sealed = self.work / f"{plain.name}.dde"
-        size = plain.stat().st_size
-        with self.bar(f"encrypt {listing_id}/v{version}", size) as progress:
-            encrypted = self.ledger.timed(
-                "encrypt + CID", lambda: encrypt_file(plain, sealed, data_key, progress=progress)
-            )
-        upload = self.bar(f"upload {listing_id}/v{version}", encrypted.size)
-        with sealed.open("rb") as f, upload as progress:
-            reader = cast(BinaryIO, ProgressReader(f, progress))
-            stored = self.ledger.timed("store put", lambda: self.net.store.put(reader))
-        if stored != encrypted.cid:
-            raise DemoFailed("the store named the ciphertext differently from our CID")
-        ctx = CapsuleContext(
-            self.market.chain_id, self.market.address, listing_id, version, encrypted.cid.binary
-        )
-        capsule = make_capsule(data_key, ctx, self.net.keys.committee_key)
-        self.ledger.tx(
-            "publishVersion",
-            self.market.publish_version(self.owner, listing_id, ctx.cid_bytes, capsule.to_bytes()),
-        )
-        size_mb = plain.stat().st_size / 1e6
+        published = self.owner_app.publish(listing_id, plain, progress=self.stages(listing_id))
+        self.ledger.gas.setdefault("publishVersion", published.gas_used)
+        self.add_timings(published.timings, {"encrypt": "encrypt + CID", "upload": "store put"})
+        size_mb = published.plaintext_size / 1e6
         self.say(
-            f"   version {version}: {size_mb:.1f} MB CSV → {encrypted.cid.text[:24]}… "
-            "(ciphertext in the store, CID + capsule on-chain)"
+            f"   version {published.version}: {size_mb:.1f} MB CSV → "
+            f"{published.cid.text[:24]}… (ciphertext in the store, CID + capsule on-chain)"
         )
-        return PublishedVersion(
-            listing_id, version, ctx, capsule, _sha256(plain), size, encrypted.size
-        )
+        return Version(published, _sha256(plain))
+
+    def stages(self, listing_id: int | None = None) -> Stages:
+        def stage(name: str, total: int | None) -> AbstractContextManager[Progress]:
+            label = name if listing_id is None else f"{name} {listing_id}"
+            return self.bar(label, total)
+        return stage
+
+    def add_timings(self, timings: dict[str, float], names: dict[str, str]) -> None:
+        for step, seconds in timings.items():
+            if step in names:
+                name = names[step]
+                self.ledger.timings[name] = self.ledger.timings.get(name, 0.0) + seconds
 
     # ------------------------------------------------------------ buyer side
 
-    def buy(self, buyer: LocalAccount, listing_id: int, periods: int) -> int:
-        key = BuyerSecretKey.from_account(buyer, self.net.domain).public_key().key
+    def buy(self, buyer: LocalAccount, listing_id: int, periods: int,
+            purpose: PurposeDocument | None = None) -> int:
         name = "requestDebit (auto-approve)" if self.market.listing(listing_id).auto_approve \
             else "requestDebit (needs consent)"
-        return self.ledger.tx(
-            name, self.market.request_debit(buyer, listing_id, periods=periods, buyer_key=key)
-        )
+        requested = self.buyer(buyer).request(listing_id, periods, purpose)
+        self.ledger.gas.setdefault(name, requested.gas_used)
+        return requested.debit.debit_id
 
-    def fetch(self, buyer: LocalAccount, debit_id: int, published: PublishedVersion) -> Path:
+    def fetch(self, buyer: LocalAccount, debit_id: int, version: Version) -> Path:
         """Key from t gateways, ciphertext from the store, decrypt; returns the plaintext."""
-        secret = BuyerSecretKey.from_account(buyer, self.net.domain)
-        fetched = self.ledger.timed(
-            "key release (t of n)",
-            lambda: self.net.key_client().fetch(
-                buyer, secret, debit_id, published.ctx, published.capsule
-            ),
-        )
-        sealed = self.work / f"download-{debit_id}-{published.version}.dde"
-        cid = Cid(published.ctx.cid_bytes)
-        with self.bar("download", published.sealed_size) as progress:
-            self.ledger.timed(
-                "store get (verified)",
-                lambda: save(reporting(self.net.store.stream(cid), progress), sealed),
-            )
-        plain = self.work / f"decrypted-{debit_id}-{published.version}.csv"
-        with self.bar("decrypt", published.sealed_size) as progress:
-            self.ledger.timed(
-                "decrypt",
-                lambda: decrypt_file(sealed, plain, fetched.data_key, progress=progress),
-            )
-        nodes = ", ".join(str(i) for i in fetched.used_nodes)
-        self.say(f"   key shares from gateways {nodes}; decrypted {plain.stat().st_size:,} bytes")
+        plain = self.work / f"decrypted-{debit_id}-{version.published.version}.csv"
+        result = self.buyer(buyer).fetch(debit_id, plain, version.published.version,
+                                         progress=self.stages())
+        self.add_timings(result.timings, {"key": "key release (t of n)",
+                                          "download": "store get (verified)",
+                                          "decrypt": "decrypt"})
+        nodes = ", ".join(str(i) for i in result.used_nodes)
+        self.say(f"   key shares from gateways {nodes}; decrypted {result.size:,} bytes")
         return plain
 
-    def refused(self, buyer: LocalAccount, debit_id: int, published: PublishedVersion) -> str:
+    def refused(self, buyer: LocalAccount, debit_id: int, version: Version) -> str:
         try:
-            self.fetch(buyer, debit_id, published)
+            self.fetch(buyer, debit_id, version)
         except KeyFetchFailed as e:
             return str(e)
         raise DemoFailed("a gateway committee released a key it should have refused")
@@ -232,18 +223,22 @@ class Demo:
                  "gateways generated the committee key among themselves on the chain")
         self.committee_story()
 
-        self.say("[bold]2. The owner lists two feeds and publishes encrypted versions[/]")
-        auto = self.ledger.tx("createListing", market.create_listing(
-            owner, price_per_period=PRICE, period_seconds=DAY, auto_approve=True,
-            metadata_uri="ipfs://air-quality-feed"))
-        manual = self.ledger.tx("createListing", market.create_listing(
-            owner, price_per_period=2 * PRICE, period_seconds=DAY, auto_approve=False,
-            metadata_uri="ipfs://clinic-visits-feed"))
+        self.say("[bold]2. The owner describes and lists two feeds, and publishes encrypted "
+                 "versions[/]")
+        auto = self.create(PRICE, True, self.describe(
+            "Air quality, 40 stations", "PM2.5, PM10, NO2 and O3 every minute",
+            ["air", "pollution"]))
+        manual = self.create(2 * PRICE, False, self.describe(
+            "Clinic visits near the stations", "Daily respiratory visits by district",
+            ["health", "air"]))
         a_v1 = self.publish(auto, rows=80_000, seed=1)
         b_v1 = self.publish(manual, rows=80_000, seed=2)
 
-        self.say("[bold]3. Buyer A pays on the auto-approved feed; gateway 2 is down[/]")
+        self.say("[bold]3. Buyer A finds the air-quality feed and pays; gateway 2 is down[/]")
         buyer_a = net.account()
+        found = [e.listing.listing_id for e in self.buyer(buyer_a).browse()
+                 if e.document is not None and "pm2.5" in e.document.description.lower()]
+        self.check(found == [auto], "buyer A finds the feed by a word of its description")
         debit_a = self.buy(buyer_a, auto, periods=7)
         net.down = {2}
         net.sync()
@@ -251,20 +246,12 @@ class Demo:
         self.check(_sha256(plain) == a_v1.sha256, "buyer A's plaintext equals the owner's file")
         net.down = set()
 
-        self.say("[bold]4. Buyer B asks for the consent-only feed[/]")
         buyer_b = net.account()
-        debit_b = self.buy(buyer_b, manual, periods=3)
-        net.sync()
-        why = self.refused(buyer_b, debit_b, b_v1)
-        self.check("not_entitled" in why, "before consent every gateway refuses B (not_entitled)")
-        self.ledger.tx("consent", market.consent(owner, debit_b))
-        net.sync()
-        plain = self.fetch(buyer_b, debit_b, b_v1)
-        self.check(_sha256(plain) == b_v1.sha256, "after consent B decrypts the owner's file")
+        debit_b = self.consent_story(buyer_b, manual, b_v1)
 
         self.say("[bold]5. The owner revokes B and publishes a new version[/]")
         net.dev.advance(DAY // 2)
-        self.ledger.tx("revoke", market.revoke(owner, debit_b))
+        self.ledger.gas.setdefault("revoke", self.owner_app.revoke(debit_b).gas_used)
         b_v2 = self.publish(manual, rows=20_000, seed=3)
         net.sync()
         why = self.refused(buyer_b, debit_b, b_v2)
@@ -273,18 +260,47 @@ class Demo:
         self.say("[bold]6. Someone tampers with a stored block[/]")
         self.tamper(a_v1)
 
-        self.say("[bold]7. The owner claims what accrued and withdraws[/]")
-        net.dev.advance(2 * DAY)
-        claimed = self.ledger.tx("claim", market.claim(owner, [debit_a]))
-        before = market.balance_of(owner.address)
-        withdrawn = self.ledger.tx("withdraw", market.withdraw(owner))
-        self.check(withdrawn == before and withdrawn >= claimed > 0,
-                   f"claimed {claimed / 1e18:.6f} ETH on A's debit; "
-                   f"withdrew {withdrawn / 1e18:.6f} ETH")
+        self.payout_story(debit_a)
         self.check_escrow([debit_a, debit_b], [owner, buyer_a, buyer_b])
         self.check_release_logs()
         self.audit()
         self.reshare(auto, a_v1)
+
+    def consent_story(self, buyer_b: LocalAccount, manual: int, b_v1: Version) -> int:
+        """Step 4: B asks with a purpose sealed to the owner; refused until the owner,
+        having read it in the inbox, consents."""
+        self.say("[bold]4. Buyer B asks for the consent-only feed, with a purpose[/]")
+        words = "Correlate PM2.5 peaks with respiratory visits, district level only"
+        debit_b = self.buy(buyer_b, manual, periods=3, purpose=PurposeDocument.model_validate({
+            "requester": "Lyon Asthma Study", "purpose": words, "retention": "90 days",
+        }))
+        self.net.sync()
+        why = self.refused(buyer_b, debit_b, b_v1)
+        self.check("not_entitled" in why, "before consent every gateway refuses B (not_entitled)")
+        [pending] = [r for r in self.owner_app.inbox() if r.debit.debit_id == debit_b]
+        shown = pending.purpose.purpose if pending.purpose is not None else None
+        if pending.purpose is not None:
+            self.say(f"   inbox: debit {debit_b} from {pending.purpose.requester}: "
+                     f"\"{shown}\" (kept {pending.purpose.retention})")
+        self.check(shown == words, "the owner reads B's purpose, sealed to them and verified "
+                                   "against its on-chain hash, before consenting")
+        self.ledger.gas.setdefault("consent", self.owner_app.consent(debit_b).gas_used)
+        self.net.sync()
+        plain = self.fetch(buyer_b, debit_b, b_v1)
+        self.check(_sha256(plain) == b_v1.sha256, "after consent B decrypts the owner's file")
+        return debit_b
+
+    def payout_story(self, debit_a: int) -> None:
+        """Step 7: the owner claims what accrued on A's debit and withdraws it."""
+        self.say("[bold]7. The owner claims what accrued and withdraws[/]")
+        self.net.dev.advance(2 * DAY)
+        claim = self.owner_app.claim([debit_a])
+        self.ledger.gas.setdefault("claim", claim.gas_used)
+        payout = self.owner_app.withdraw()
+        self.ledger.gas.setdefault("withdraw", payout.gas_used)
+        self.check(payout.amount == claim.balance and payout.amount >= claim.amount > 0,
+                   f"claimed {format_eth(claim.amount)} on A's debit; "
+                   f"withdrew {format_eth(payout.amount)}")
 
     def check_escrow(self, debits: list[int], accounts: list[LocalAccount]) -> None:
         held = self.market.contract_balance()
@@ -315,7 +331,7 @@ class Demo:
                    == Point.from_bytes(epoch.committee_key),
                    "each gateway holds its own share; the committee key is on chain")
 
-    def reshare(self, listing_id: int, published: PublishedVersion) -> None:
+    def reshare(self, listing_id: int, published: Version) -> None:
         """The committee grows to 3-of-4 by a reshare: same key, new shares, and a version
         published before it opens from the new shares alone."""
         self.say("[bold]9. The committee grows to 3-of-4; its key stays the same[/]")
@@ -341,15 +357,15 @@ class Demo:
         self.net.store.put(io.BytesIO(self.tampered_ciphertext))
         logs = {i: HttpReleaseLog(i, client) for i, client in self.net.clients.items()}
         report = self.ledger.timed(
-            "audit", lambda: Auditor(self.market, self.net.store, logs).run()
+            "audit", lambda: run_audit(self.market, self.net.store, logs)
         )
         print_report(report, self.out)
         checked = sum(c.checked for c in report.checks)
         self.check(report.clean, f"audit clean: {checked} checks on balances, debits, CIDs "
                                  "and every release passed")
 
-    def tamper(self, published: PublishedVersion) -> None:
-        cid = Cid(published.ctx.cid_bytes)
+    def tamper(self, version: Version) -> None:
+        cid = version.published.cid
         self.tampered_ciphertext = b"".join(self.net.store.stream(cid))
         block = self.work / "store" / "blocks" / cid.text[-2:] / cid.text
         raw = bytearray(block.read_bytes())
