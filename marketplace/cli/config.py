@@ -20,23 +20,22 @@ which click consults after the command line and the environment.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from eth_typing import ChecksumAddress
-from eth_utils.address import is_address, to_checksum_address
-from web3 import Web3
 
-from marketplace.chain.market import MarketClient, translated_errors
-from marketplace.chain.provider import connect, endpoint_name
-from marketplace.chain.reverts import RevertDecoder
-from marketplace.chain.types import Committee
-from marketplace.committee import PublicCommittee, read_public_committee
 from marketplace.errors import MarketplaceError
-from storage.stores.base import ContentStore
-from storage.stores.ipfs import IpfsStore
-from storage.stores.local import LocalStore
+
+if TYPE_CHECKING:  # the chain and store modules are imported by the functions using them
+    from eth_typing import ChecksumAddress
+    from web3 import Web3
+
+    from marketplace.chain.market import MarketClient
+    from marketplace.chain.types import Committee
+    from marketplace.committee import PublicCommittee
+    from storage.stores.base import ContentStore
 
 CONFIG_ENV = "DATADEBIT_CONFIG"
 RPC_ENV = "DATADEBIT_RPC"
@@ -122,9 +121,17 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return settings
 
 
-def default_map(command: object, settings: dict[str, Any], source: Path) -> dict[str, Any]:
+def default_map(
+    command: object,
+    settings: dict[str, Any],
+    source: Path,
+    *,
+    known_elsewhere: Callable[[set[str]], set[str]] | None = None,
+) -> dict[str, Any]:
     """Click's nested `default_map` for `command` and all its sub-commands, from flat
     settings; a key no command knows is refused (a typo would otherwise be ignored).
+    `known_elsewhere(keys)`: which of the keys `command` does not use other commands know
+    (the lazy root builds the map of the invoked command only).
 
     Duck-typed over `params`/`opts`/`commands`: typer ships its own copy of click.
     """
@@ -145,10 +152,28 @@ def default_map(command: object, settings: dict[str, Any], source: Path) -> dict
         return mapping
 
     mapping = build(command)
-    unknown = sorted(set(settings) - used)
+    unknown = set(settings) - used
+    if unknown and known_elsewhere is not None:
+        unknown -= known_elsewhere(unknown)
     if unknown:
-        raise ConfigError(f"config file {source}: no command has an option {', '.join(unknown)}")
+        raise ConfigError(
+            f"config file {source}: no command has an option {', '.join(sorted(unknown))}"
+        )
     return mapping
+
+
+def option_keys(command: object) -> set[str]:
+    """The long option names (without `--`) of `command` and all its sub-commands."""
+    keys = {
+        opt.removeprefix("--")
+        for param in getattr(command, "params", ())
+        if getattr(param, "param_type_name", None) == "option"
+        for opt in param.opts
+        if opt.startswith("--")
+    }
+    for sub in (getattr(command, "commands", None) or {}).values():
+        keys |= option_keys(sub)
+    return keys
 
 
 def _is_url(value: str) -> bool:
@@ -168,6 +193,8 @@ def require(value: str | None, flag: str, env: str) -> str:
 
 def parse_address(value: str, what: str) -> ChecksumAddress:
     """`value` as a checksummed address, or a ConfigError naming the option."""
+    from eth_utils.address import is_address, to_checksum_address  # noqa: PLC0415
+
     if not is_address(value):
         raise ConfigError(f"{what} {value!r} is not an Ethereum address")
     return to_checksum_address(value)
@@ -175,11 +202,17 @@ def parse_address(value: str, what: str) -> ChecksumAddress:
 
 def open_chain(rpc: str | None) -> Web3:
     """A connection to the chain at `rpc`; raises `ChainUnavailable` if it does not answer."""
+    from marketplace.chain.provider import connect  # noqa: PLC0415 - web3: not for --help
+
     return connect(require(rpc, "--rpc", RPC_ENV))
 
 
 def open_market(rpc: str | None, market: str | None) -> MarketClient:
     """The market at `market` on the chain at `rpc`, checked to have code there."""
+    from marketplace.chain.market import MarketClient, translated_errors  # noqa: PLC0415
+    from marketplace.chain.provider import endpoint_name  # noqa: PLC0415
+    from marketplace.chain.reverts import RevertDecoder  # noqa: PLC0415
+
     address = parse_address(require(market, "--market", MARKET_ENV), "--market")
     w3 = open_chain(rpc)
     client = MarketClient(w3, address)
@@ -198,6 +231,9 @@ def open_store(spec: str | None, *, existing: bool = False) -> ContentStore:
 
     `existing`: the directory must already exist (for readers that must not create an
     empty store on a typo, like the auditor)."""
+    from storage.stores.ipfs import IpfsStore  # noqa: PLC0415 - httpx: not for --help
+    from storage.stores.local import LocalStore  # noqa: PLC0415
+
     value = require(spec, "--store", STORE_ENV)
     if _is_url(value):
         scheme = value.split("://", 1)[0].lower()
@@ -215,6 +251,8 @@ def open_store(spec: str | None, *, existing: bool = False) -> ContentStore:
 
 def read_committee(path: Path | None) -> PublicCommittee:
     """The public committee file named by --committee."""
+    from marketplace.committee import read_public_committee  # noqa: PLC0415 - eth_account
+
     if path is None:
         raise ConfigError(
             f"no --committee given: use --committee, ${COMMITTEE_ENV} or `committee = ...` "

@@ -15,7 +15,6 @@ from typing import NoReturn
 import typer
 
 from marketplace.chain.errors import ContractRevert
-from marketplace.chain.types import DebitState
 from marketplace.errors import MarketplaceError
 from storage.errors import StorageError
 
@@ -45,6 +44,7 @@ def _explain_revert(error: ContractRevert) -> str:
         words = words[0].lower() + words[1:]
     state = error.fields.get("state")
     if error.name == "InvalidDebitState" and isinstance(state, int):
+        from marketplace.chain.types import DebitState  # noqa: PLC0415 - eth_typing: not for cid
         with suppress(ValueError):
             words += f" (it is {DebitState(state).name.lower()})"
     return f"{words}: {error}" if words else str(error)
