@@ -54,54 +54,33 @@ def catalog_rows(event: MarketEvent) -> Sequence[MarketEvent]:
     return (event,) if isinstance(event, _INDEXED) else ()
 
 
-class CatalogIndexer:
-    """The catalog's chain watcher plus its document reader; `poll_once` is thread-safe."""
+class DocumentReader:
+    """Reads the documents the store says are due (pending, or unavailable and due a
+    retry) and records what each gave."""
 
     def __init__(
         self,
-        market: MarketClient,
         store: CatalogStore,
         load_document: DocumentLoader,
         *,
-        confirmations: int,
-        start_block: int = 0,
-        max_block_range: int = 500,
         now: Callable[[], float] = time.time,
         retry_delay: float = 30.0,
         max_retry_delay: float = 3600.0,
     ) -> None:
         self.store = store
         self.load_document = load_document
-        self.watcher = ChainWatcher(
-            market, store, catalog_rows, confirmations=confirmations,
-            start_block=start_block, max_block_range=max_block_range,
-        )
         self.now = now
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
 
-    def poll_once(self) -> int:
-        """Index the next batch of confirmed logs, then read the documents that are due;
-        returns the number of new logs."""
-        new = self.watcher.poll_once()
-        self.refresh_documents()
-        return new
-
-    def catch_up(self) -> int:
-        """Index up to the confirmed head and read every document that is due."""
-        new = self.watcher.catch_up()
-        while self.refresh_documents():
-            pass
-        return new
-
-    def refresh_documents(self, limit: int = DOCUMENT_BATCH) -> int:
+    def refresh(self, limit: int = DOCUMENT_BATCH) -> int:
         """Read one batch of documents that are pending or due a retry; returns how many."""
         due = self.store.documents_to_load(int(self.now()), limit)
         if due:
-            self.store.record_documents([self.read_document(i, uri) for i, uri in due])
+            self.store.record_documents([self.read(i, uri) for i, uri in due])
         return len(due)
 
-    def read_document(self, listing_id: int, uri: str) -> DocumentResult:
+    def read(self, listing_id: int, uri: str) -> DocumentResult:
         """Load, verify and extract one listing's document, or say why it cannot be used."""
         try:
             doc = self.load_document(uri)
@@ -122,6 +101,51 @@ class CatalogIndexer:
         return DocumentResult(
             listing_id, uri, reason, error=message[:1000], retry_at=int(self.now() + delay)
         )
+
+
+class CatalogIndexer:
+    """The catalog's chain watcher plus its document reader; `poll_once` is thread-safe."""
+
+    def __init__(
+        self,
+        market: MarketClient,
+        store: CatalogStore,
+        load_document: DocumentLoader,
+        *,
+        confirmations: int,
+        start_block: int = 0,
+        max_block_range: int = 500,
+        now: Callable[[], float] = time.time,
+        retry_delay: float = 30.0,
+        max_retry_delay: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self.watcher = ChainWatcher(
+            market, store, catalog_rows, confirmations=confirmations,
+            start_block=start_block, max_block_range=max_block_range,
+        )
+        self.documents = DocumentReader(
+            store, load_document, now=now, retry_delay=retry_delay,
+            max_retry_delay=max_retry_delay,
+        )
+
+    def poll_once(self) -> int:
+        """Index the next batch of confirmed logs, then read the documents that are due;
+        returns the number of new logs."""
+        new = self.watcher.poll_once()
+        self.refresh_documents()
+        return new
+
+    def catch_up(self) -> int:
+        """Index up to the confirmed head and read every document that is due."""
+        new = self.watcher.catch_up()
+        while self.refresh_documents():
+            pass
+        return new
+
+    def refresh_documents(self, limit: int = DOCUMENT_BATCH) -> int:
+        """Read one batch of documents that are pending or due a retry; returns how many."""
+        return self.documents.refresh(limit)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Poll until `stop` is set; a failing poll (chain or database down) is logged
