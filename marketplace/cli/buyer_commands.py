@@ -14,20 +14,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
-from marketplace.app.buyer import (
-    BuyerApp,
-    FetchResult,
-    PriceAboveLimit,
-    PriceChanged,
-    Quote,
-    RequestedDebit,
-)
-from marketplace.app.reads import DebitView, debits_of
 from marketplace.app.units import parse_wei
 from marketplace.cli.config import (
     CommitteeOption,
@@ -57,8 +47,16 @@ from marketplace.cli.wallet_commands import (
     address_or_wallet,
     market_and_wallet,
 )
-from marketplace.documents import PurposeDocument, parse_purpose_document
-from marketplace.keyclient import DEFAULT_TIMEOUT, ChainCommittees, KeyClient, gateway_client
+
+if TYPE_CHECKING:
+    import httpx
+
+    from marketplace.app.buyer import FetchResult, Quote, RequestedDebit
+    from marketplace.documents import PurposeDocument
+    from marketplace.keyclient import KeyClient
+
+#: marketplace.keyclient.DEFAULT_TIMEOUT (not imported: it pulls in httpx and the chain)
+DEFAULT_TIMEOUT = 10.0
 
 buyer_app = typer.Typer(
     help="Buyer: open data debits, fetch and decrypt versions.", no_args_is_help=True
@@ -118,6 +116,9 @@ def request(
     read of the listing, and the contract takes nothing but that exact amount. A purpose
     is sealed to the listing's owner when its document publishes an owner key.
     """
+    from marketplace.app.buyer import BuyerApp, PriceAboveLimit, PriceChanged  # noqa: PLC0415
+    from marketplace.documents import parse_purpose_document  # noqa: PLC0415
+
     with cli_errors():
         limit = None if max_price is None else parse_option("--max-price", max_price, parse_wei)
         if purpose is not None and purpose_file is not None:
@@ -156,6 +157,8 @@ def _purpose_document(
     purpose: str, requester: str, retention: str | None, contact: str | None
 ) -> PurposeDocument:
     """A purpose document from the flags, validated like one read from a file."""
+    from marketplace.documents import parse_purpose_document  # noqa: PLC0415
+
     fields = {"schema": "datadebit/purpose/v1", "requester": requester, "purpose": purpose,
               "retention": retention, "contact": contact}
     data = json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
@@ -187,6 +190,8 @@ def cancel(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Withdraw a debit the owner has not consented to yet; the payment is credited back."""
+    from marketplace.app.buyer import BuyerApp  # noqa: PLC0415
+
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
         cancelled = BuyerApp(client, None, wallet).cancel(debit)
@@ -219,6 +224,9 @@ def fetch(
 
     Prints `<version> <cid>`; nothing is written to --out unless everything succeeded.
     """
+    from marketplace.app.buyer import BuyerApp  # noqa: PLC0415
+    from marketplace.keyclient import ChainCommittees, KeyClient, gateway_client  # noqa: PLC0415
+
     # each refusing gateway is named in the one-line error; no log lines besides it
     logging.getLogger("marketplace.keyclient").setLevel(logging.CRITICAL)
     opened: list[httpx.Client] = []
@@ -278,6 +286,8 @@ def status(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Your debits (or one debit): state, start/end, amount, settled."""
+    from marketplace.app.reads import DebitView, debits_of  # noqa: PLC0415
+
     with cli_errors():
         client = open_market(rpc, market)
         if debit is not None:

@@ -12,13 +12,10 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from marketplace.app.owner import OwnerApp, file_sha256
-from marketplace.app.progress import Stages
-from marketplace.app.reads import listings_of
 from marketplace.app.units import UnitError, format_duration, parse_duration, parse_wei
 from marketplace.cli.config import (
     FromBlockOption,
@@ -45,8 +42,12 @@ from marketplace.cli.wallet_commands import (
     address_or_wallet,
     market_and_wallet,
 )
-from marketplace.documents import ListingDocument, parse_listing_document
-from storage.progress import Progress
+
+if TYPE_CHECKING:
+    from marketplace.app.owner import OwnerApp
+    from marketplace.app.progress import Stages
+    from marketplace.documents import ListingDocument
+    from storage.progress import Progress
 
 owner_app = typer.Typer(
     help="Data owner: create listings, publish encrypted versions, manage debits.",
@@ -75,6 +76,8 @@ def owner_app_for(
     rpc: str | None, market: str | None, store: str | None, keystore: Path | None,
     passphrase_file: Path | None, from_block: int = 0,
 ) -> OwnerApp:
+    from marketplace.app.owner import OwnerApp  # noqa: PLC0415 - web3, only when used
+
     client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
     return OwnerApp(client, open_store(store), wallet, from_block=from_block)
 
@@ -85,6 +88,8 @@ def listing_document(
 ) -> ListingDocument | None:
     """The document from --describe FILE, or built from the flags when --title is given;
     None when neither (a bare listing, as before documents)."""
+    from marketplace.documents import parse_listing_document  # noqa: PLC0415
+
     flags = {"description": description, "tags": tags or None, "license": license_text}
     given = [f"--{k}" for k, v in flags.items() if v is not None]
     if describe is not None:
@@ -149,6 +154,8 @@ def create_listing(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Create a listing; prints its id."""
+    from marketplace.app.owner import OwnerApp, file_sha256  # noqa: PLC0415
+
     with cli_errors():
         price_wei = parse_option("--price", price, parse_wei)
         seconds = parse_option("--period", period, parse_duration)
@@ -241,6 +248,8 @@ def _decision(
     passphrase_file: Path | None,
 ) -> None:
     """Send one owner decision on a debit, then show the debit as it now stands."""
+    from marketplace.app.owner import OwnerApp  # noqa: PLC0415
+
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
         app = OwnerApp(client, None, wallet)
@@ -293,6 +302,8 @@ def claim(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Credit what has accrued on DEBITS to your market balance; prints the wei credited."""
+    from marketplace.app.owner import OwnerApp  # noqa: PLC0415
+
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
         paid = OwnerApp(client, None, wallet).claim(debits)
@@ -332,6 +343,8 @@ def list_listings(
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """The owner's listings, their versions and the debits on them, with their state."""
+    from marketplace.app.reads import listings_of  # noqa: PLC0415
+
     with cli_errors():
         client = open_market(rpc, market)
         who = address_or_wallet(owner, "--owner", keystore, passphrase_file)
