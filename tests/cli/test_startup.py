@@ -69,6 +69,12 @@ def test_cid_imports_no_chain_or_server_library(tmp_path: Path) -> None:
     assert output.strip() == file_cid(path).text
 
 
+def test_market_search_imports_no_chain_library() -> None:
+    """`market search` talks HTTP to a catalog (here none answers): no web3 on its path."""
+    _, seen = run_fresh("market", "search", "air", "--catalog", "http://127.0.0.1:9")
+    assert seen == {"code": 1, "heavy": []}
+
+
 def test_a_chain_command_still_loads_its_module() -> None:
     """The probe can see heavy imports: `buyer status --help` loads the buyer's module."""
     output, seen = run_fresh("buyer", "status", "--help")
