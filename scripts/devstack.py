@@ -180,6 +180,9 @@ class DevStack:
         self.market = ""
         self.ipfs: IpfsDaemon | None = None
         self.gateways: dict[int, Gateway] = {}
+        self.catalog_port = 0
+        self.catalog_log = state_dir / "catalog.log"
+        self.catalog_proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -224,6 +227,7 @@ class DevStack:
                 stack.wait_healthy(index)
             stack.wait_epoch(1)
             stack.store_url = ipfs_started.result()
+            stack.start_catalog()
             stack._write_env_files()
             yield stack
 
@@ -423,7 +427,40 @@ class DevStack:
                 os.killpg(proc.pid, sig)
         proc.wait(30)
 
+    @property
+    def catalog_url(self) -> str:
+        return f"http://127.0.0.1:{self.catalog_port}"
+
+    def start_catalog(self) -> None:
+        """Run `datadebit catalog serve` (the listing index buyers search) and wait until it
+        answers."""
+        self.catalog_port = free_port()
+        args = _cli(
+            "catalog", "serve", "--rpc", self.rpc_url, "--market", self.market,
+            "--store", self.store_url, "--state", f"sqlite:///{self.state_dir / 'catalog.db'}",
+            "--port", str(self.catalog_port), "--poll-interval", str(self.poll_interval),
+        )
+        with self.catalog_log.open("ab") as log:
+            self.catalog_proc = subprocess.Popen(
+                args, cwd=ROOT, env=_child_env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.catalog_proc.poll() is not None:
+                raise DevStackError(f"the catalog exited:\n{_tail(self.catalog_log)}")
+            try:
+                if httpx.get(f"{self.catalog_url}/v1/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise DevStackError(f"the catalog did not answer:\n{_tail(self.catalog_log)}")
+
     def stop_gateways(self) -> None:
+        if self.catalog_proc is not None:
+            catalog, self.catalog_proc = self.catalog_proc, None
+            stop_process_group(catalog)
         for gateway in self.gateways.values():
             proc, gateway.proc = gateway.proc, None
             if proc is not None:
@@ -439,6 +476,7 @@ class DevStack:
             f"{ENV_PREFIX}MARKET": self.market,
             f"{ENV_PREFIX}STORE": self.store_url,
             f"{ENV_PREFIX}COMMITTEE": str(self.committee_file),
+            f"{ENV_PREFIX}CATALOG": self.catalog_url,
             f"{ENV_PREFIX}PRIVATE_KEY": self.accounts["owner"].private_key,
         }
 
@@ -471,7 +509,7 @@ class DevStack:
     def config_toml(self) -> str:
         """The same settings as a `--config` file (no wallet: keys do not go in config)."""
         values = {"rpc": self.rpc_url, "market": self.market, "store": self.store_url,
-                  "committee": str(self.committee_file)}
+                  "committee": str(self.committee_file), "catalog": self.catalog_url}
         return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 
     def _write_env_files(self) -> None:
@@ -488,6 +526,7 @@ class DevStack:
         ]
         for i, g in self.gateways.items():
             lines.append(f"# gateway {i}: {g.url}  log {g.log}")
+        lines.append(f"# catalog: {self.catalog_url}  log {self.catalog_log}")
         lines.append(f"# as a config file: --config {self.state_dir / 'datadebit.toml'}")
         lines.append(f"# as a shell script: source {self.state_dir / 'env.sh'}")
         return "\n".join(lines) + "\n"

@@ -253,7 +253,8 @@ def test_env_files_match_the_stack_and_hold_no_node_secret(stack: DevStack) -> N
         assert f"export {name}={value}" in env_sh
     config = tomllib.loads((stack.state_dir / "datadebit.toml").read_text())
     assert config == {"rpc": stack.rpc_url, "market": stack.market,
-                      "store": stack.store_url, "committee": str(stack.committee_file)}
+                      "store": stack.store_url, "committee": str(stack.committee_file),
+                      "catalog": stack.catalog_url}
     passphrase = stack.passphrase_file.read_text()
     assert stack.passphrase_file.stat().st_mode & 0o077 == 0
     for printed in (env_sh, stack.summary(), (stack.state_dir / "setup.log").read_text()):
@@ -270,7 +271,8 @@ def test_the_script_prints_the_environment_and_stops_everything_on_sigterm(
         assert run.ready.wait(SCRIPT_STARTUP), f"no environment printed:\n{run.output()}"
         exports = dict(re.findall(r"^export (\w+)=(\S+)", run.output(), re.MULTILINE))
         assert set(exports) == {"DATADEBIT_RPC", "DATADEBIT_MARKET", "DATADEBIT_STORE",
-                                "DATADEBIT_COMMITTEE", "DATADEBIT_PRIVATE_KEY"}
+                                "DATADEBIT_COMMITTEE", "DATADEBIT_CATALOG",
+                                "DATADEBIT_PRIVATE_KEY"}
         assert (run.state / "env.sh").is_file() and (run.state / "datadebit.toml").is_file()
         url = read_public_committee(Path(exports["DATADEBIT_COMMITTEE"])).nodes[0].url
         assert url is not None
@@ -345,6 +347,58 @@ def audit(stack: DevStack) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(datadebit(stack, "owner", "audit", "--json", "-").stdout)
     assert report["clean"] is True and report["violations"] == [], report
     return report
+
+
+# -- the CLI on the stack: finding data and consenting to words ---------------------------
+
+
+def test_a_buyer_finds_a_listing_by_a_word_and_the_owner_consents_to_a_purpose_it_reads(
+    stack: DevStack, tmp_path: Path
+) -> None:
+    """The README walk-through: the owner describes a listing, a buyer finds it in the
+    catalog by a word of its description, asks with a purpose sealed to the owner, and the
+    owner reads that purpose in the inbox before consenting."""
+    described = tmp_path / "listing.json"
+    described.write_text(json.dumps({
+        "schema": "datadebit/listing/v1",
+        "title": "Bike counts, Nantes",
+        "description": "Hourly velocipede counts from 24 loop counters on the ring road",
+        "tags": ["mobility", "cycling"],
+        "license": "CC-BY-4.0",
+        "terms": "Research use only; no resale.",
+        "fields": [{"name": "counter", "type": "category"},
+                   {"name": "bikes", "type": "integer", "unit": "bikes/h"}],
+        "cadence": "hourly",
+        "contact": "data@nantes.example",
+    }))
+    listing = int(datadebit(stack, "owner", "owner", "create-listing", "--describe",
+                            str(described), "--price", "0.002eth", "--period", "1d",
+                            "--needs-consent").stdout)
+    data = make_csv(tmp_path / "bikes.csv", 3000, seed=31)
+    publish(stack, listing, data)
+
+    deadline = time.monotonic() + 30
+    while True:  # the catalog indexes the listing and reads its document
+        found = json.loads(datadebit(stack, "buyer_b", "market", "search", "velocipede",
+                                     "--json").stdout)["listings"]
+        if [item["id"] for item in found] == [listing] and found[0]["title"]:
+            break
+        assert time.monotonic() < deadline, found
+        time.sleep(0.3)
+    shown = datadebit(stack, "buyer_b", "market", "show", str(listing)).stdout
+    assert "Bike counts, Nantes" in shown and "by the owner" in shown and "v1 baf" in shown
+
+    why = "Plan new cycle lanes around the ring road"
+    debit = int(datadebit(stack, "buyer_b", "buyer", "request", "--listing", str(listing),
+                          "--periods", "1", "--max-price", "0.01eth", "--purpose", why,
+                          "--requester", "City of Nantes, mobility office").stdout)
+    inbox = json.loads(datadebit(stack, "owner", "owner", "inbox", "--json").stdout)
+    [pending] = [r for r in inbox if r["debit"] == debit]
+    assert pending["purpose"]["purpose"] == why and pending["purpose_problem"] is None
+    assert why in datadebit(stack, "owner", "owner", "inbox").stdout
+    datadebit(stack, "owner", "owner", "consent", str(debit))
+    fetch(stack, "buyer_b", debit, tmp_path / "bikes-out.csv")
+    assert (tmp_path / "bikes-out.csv").read_bytes() == data.read_bytes()
 
 
 # -- the CLI on the stack: gateways failing -------------------------------------------------
