@@ -73,6 +73,8 @@ class CeremonyRunner:
         self._posted: dict[tuple[int, int], int] = {}  # (ceremony, kind) -> block posted in
         self._params: dict[int, CeremonyParams] = {}
         self._enough_since: dict[int, float] = {}
+        self._last_block = -1
+        self._skew = 0.0  # how far the chain's clock is ahead of ours (never negative)
         self._caught_up = 0  # the epoch in force when last checked (see `_catch_up`)
 
     # ------------------------------------------------------------ one round
@@ -94,7 +96,7 @@ class CeremonyRunner:
             log.warning("ceremony %d for epoch %d failed (deadline passed)",
                         ceremony_id, info.epoch)
             return
-        now = max(int(latest["timestamp"]), int(self._now()) - 1)
+        now = self._chain_now(int(latest["number"]), int(latest["timestamp"]))
         if info.opened_at == 0 or now < info.opened_at:
             self._maybe_approve(info)
             return
@@ -116,6 +118,19 @@ class CeremonyRunner:
         if final.ceremony_id != latest and final.ceremony_id not in self._finished:
             self._adopt(self.market.ceremony(final.ceremony_id, block=head))
         self._caught_up = epoch
+
+    def _chain_now(self, number: int, timestamp: int) -> int:
+        """The chain's time as this node can best tell it, for closing phases by time: the
+        latest block's timestamp, or this node's clock minus 1 s shifted by how far the
+        chain's clock runs ahead of it (learnt from each new block as it is first seen).
+        A chain that makes blocks only for transactions (anvil's automine, a quiet L2)
+        stops its own clock; a chain whose clock is ahead of ours (a time-travelled dev
+        chain) would otherwise make every node wait for a cutoff its clock never reaches."""
+        wall = self._now()
+        if number != self._last_block:
+            self._last_block = number
+            self._skew = max(self._skew, timestamp - wall)
+        return max(timestamp, int(wall + self._skew) - 1)
 
     def _params_of(self, info: CeremonyInfo) -> CeremonyParams:
         params = self._params.get(info.ceremony_id)
