@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from eth_typing import ChecksumAddress
 from eth_utils.address import is_address, to_checksum_address
 
 from marketplace.errors import MarketplaceError
+from marketplace.kdf import KdfStrength
 from marketplace.keyrelease import (
     CommitteeKeys,
     KeyReleaseError,
@@ -64,26 +64,6 @@ def node_encryption_key(account: LocalAccount) -> bytes:
 
 def node_key_file_name(index: int) -> str:
     return f"node-{index}.json"
-
-
-class KdfStrength(StrEnum):
-    """How hard the passphrase KDFs work: `moderate` in production, `interactive` for tests
-    and demos (fast, weaker against offline guessing)."""
-
-    MODERATE = "moderate"
-    INTERACTIVE = "interactive"
-
-    @property
-    def argon2id_limits(self) -> tuple[int, int]:
-        """(opslimit, memlimit) for libsodium's argon2id."""
-        if self is KdfStrength.MODERATE:
-            return _argon2id.OPSLIMIT_MODERATE, _argon2id.MEMLIMIT_MODERATE
-        return _argon2id.OPSLIMIT_INTERACTIVE, _argon2id.MEMLIMIT_INTERACTIVE
-
-    @property
-    def scrypt_n(self) -> int:
-        """scrypt's N for the Ethereum keystore (eth-account's default for `moderate`)."""
-        return 2**18 if self is KdfStrength.MODERATE else 2**14
 
 
 class CommitteeFileError(MarketplaceError):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING, Any
 
 from marketplace.errors import MarketplaceError
+
+if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: only the functions using it do
+    from eth_account.signers.local import LocalAccount
 
 #: scrypt N for new keystores: eth-account's own default (about a second per unlock).
 KEYSTORE_SCRYPT_N = 2**18
@@ -35,6 +35,8 @@ class WrongKeystorePassphrase(WalletError):
 def from_private_key(key: str, source: str) -> LocalAccount:
     """The account of a hex private key (with or without 0x); `source` names where it
     came from for the error message, e.g. `$DATADEBIT_PRIVATE_KEY`."""
+    from eth_account import Account  # noqa: PLC0415
+
     text = key.strip()
     body = text.removeprefix("0x").removeprefix("0X")
     if len(body) != 64:
@@ -63,6 +65,8 @@ def read_keystore(path: Path) -> dict[str, Any]:
 
 def from_keystore(path: Path, passphrase: str) -> LocalAccount:
     """Decrypt the keystore at `path` with `passphrase`."""
+    from eth_account import Account  # noqa: PLC0415
+
     data = read_keystore(path)
     try:
         key = Account.decrypt(data, passphrase)
@@ -83,6 +87,8 @@ def write_keystore(
 
     An existing file is never overwritten: it may be the only copy of someone's key.
     """
+    from eth_account import Account  # noqa: PLC0415
+
     if not passphrase:
         raise WalletError("the keystore passphrase must not be empty")
     data = Account.encrypt(account.key, passphrase, kdf="scrypt", iterations=scrypt_n)

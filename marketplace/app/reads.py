@@ -4,11 +4,22 @@ document URI and terms hash), an owner's listings and a buyer's debits, with sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from marketplace.chain.events import DebitRequested, ListingCreated
-from marketplace.chain.market import MarketClient
 from marketplace.chain.types import Debit, Listing, Wei
 from marketplace.errors import MarketplaceError
+
+if TYPE_CHECKING:  # web3: `debits_of` also serves the web3-free `LightMarket`
+    from marketplace.chain.events import DebitRequested, ListingCreated
+    from marketplace.chain.market import MarketClient
+
+
+class DebitReads(Protocol):
+    """What `debits_of` reads: `MarketClient` or the CLI's web3-free `LightMarket`."""
+
+    def debit(self, debit_id: int) -> Debit: ...
+
+    def debit_ids_requested_by(self, buyer: str, from_block: int = 0) -> list[int]: ...
 
 
 class UnknownListing(MarketplaceError, LookupError):
@@ -49,6 +60,8 @@ def topic(value: int | str) -> bytes:
 def listing_created(market: MarketClient, listing_id: int, from_block: int = 0
                     ) -> ListingCreated:
     """The listing's creation event: where its document is, and its terms hash."""
+    from marketplace.chain.events import ListingCreated  # noqa: PLC0415
+
     events = market.events().read(from_block, kinds=[ListingCreated],
                                   indexed=[topic(listing_id)])
     found = [e for e in events if isinstance(e, ListingCreated)]
@@ -60,6 +73,8 @@ def listing_created(market: MarketClient, listing_id: int, from_block: int = 0
 def requested_on(market: MarketClient, listing_id: int, from_block: int = 0
                  ) -> list[DebitRequested]:
     """Every debit ever requested on a listing, in chain order."""
+    from marketplace.chain.events import DebitRequested  # noqa: PLC0415
+
     events = market.events().read(from_block, kinds=[DebitRequested],
                                   indexed=[None, topic(listing_id)])
     return [e for e in events if isinstance(e, DebitRequested)]
@@ -67,6 +82,8 @@ def requested_on(market: MarketClient, listing_id: int, from_block: int = 0
 
 def listings_of(market: MarketClient, owner: str, from_block: int = 0) -> list[ListingView]:
     """Listings created by `owner`, each with its debits and what is claimable on them."""
+    from marketplace.chain.events import ListingCreated  # noqa: PLC0415
+
     created = market.events().read(from_block, kinds=[ListingCreated],
                                    indexed=[None, topic(owner)])
     views = []
@@ -81,9 +98,6 @@ def listings_of(market: MarketClient, owner: str, from_block: int = 0) -> list[L
     return views
 
 
-def debits_of(market: MarketClient, buyer: str, from_block: int = 0) -> list[DebitView]:
+def debits_of(market: DebitReads, buyer: str, from_block: int = 0) -> list[DebitView]:
     """Debits requested by `buyer`, with their current state."""
-    requested = market.events().read(from_block, kinds=[DebitRequested],
-                                     indexed=[None, None, topic(buyer)])
-    return [DebitView(market.debit(e.debit_id)) for e in requested
-            if isinstance(e, DebitRequested)]
+    return [DebitView(market.debit(i)) for i in market.debit_ids_requested_by(buyer, from_block)]

@@ -15,24 +15,21 @@ uses web3.
 
 from __future__ import annotations
 
-import http.client
-import json
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 from eth_hash.auto import keccak
 from web3 import HTTPProvider
 
-from marketplace.chain.errors import ChainError, ChainUnavailable, ContractRevert
+from marketplace.chain.errors import ChainError
+from marketplace.chain.jsonrpc import DEFAULT_TIMEOUT, JsonRpc, hex_bytes, quantity
 from marketplace.chain.market import MarketClient
-from marketplace.chain.provider import redact
 from marketplace.chain.reverts import RevertDecoder
 
 _IS_ENTITLED = keccak(b"isEntitled(uint256,uint32)")[:4]
 _GET_DEBIT = keccak(b"getDebit(uint256)")[:4]
 _DEBIT_COUNT = keccak(b"debitCount()")[:4]
-_DEFAULT_TIMEOUT = 10.0
+_DEFAULT_TIMEOUT = DEFAULT_TIMEOUT
 
 
 class HotReads:
@@ -43,18 +40,9 @@ class HotReads:
     def __init__(
         self, url: str, market: str, reverts: RevertDecoder, *, timeout: float = _DEFAULT_TIMEOUT
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) JSON-RPC URL: {redact(url)}")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._endpoint = redact(url)
+        self._rpc = JsonRpc(url, reverts, timeout=timeout)  # ValueError: not http(s)
+        self._endpoint = self._rpc.endpoint
         self._market = market
-        self._reverts = reverts
-        self._timeout = timeout
-        self._local = threading.local()
 
     @classmethod
     def for_market(cls, market: MarketClient) -> HotReads | None:
@@ -77,23 +65,23 @@ class HotReads:
     # ------------------------------------------------------------ the three reads
 
     def block_number(self) -> int:
-        return _quantity(self._call("eth_blockNumber", []), "block number")
+        return quantity(self._rpc.call("eth_blockNumber", []), "block number")
 
     def block_hash(self, number: int) -> str | None:
         """The hash of block `number`, None if the chain has no such block (yet)."""
-        return self._hash_of(self._call("eth_getBlockByNumber", [hex(number), False]))
+        return self._hash_of(self._rpc.call("eth_getBlockByNumber", [hex(number), False]))
 
     def header(self, number: int | None = None) -> tuple[int, str, str] | None:
         """(number, hash, parent hash) of block `number` (None: the latest), in one call;
         None if the chain has no such block (yet)."""
         tag = "latest" if number is None else hex(number)
-        block = self._call("eth_getBlockByNumber", [tag, False])
+        block = self._rpc.call("eth_getBlockByNumber", [tag, False])
         block_hash = self._hash_of(block)
         if block_hash is None:
             return None
         parent = self._hash_of({"hash": block.get("parentHash")})
         assert parent is not None
-        return _quantity(block.get("number"), "block number"), block_hash, parent
+        return quantity(block.get("number"), "block number"), block_hash, parent
 
     def _hash_of(self, block: Any) -> str | None:
         if block is None:
@@ -128,7 +116,7 @@ class HotReads:
         ]
         if log_block is not None:
             calls.append(("eth_getBlockByNumber", [hex(log_block), False]))
-        results = self._batch(calls)
+        results = self._rpc.batch(calls)
         words = self._words(results[0], "getDebit", 8 * 32)
         if words[32:44] != bytes(12):
             raise ChainError(f"chain node {self._endpoint} answered getDebit with a bad address")
@@ -140,102 +128,9 @@ class HotReads:
         return int.from_bytes(self._eth_call(_DEBIT_COUNT, "latest", "debitCount", 32), "big")
 
     def _eth_call(self, data: bytes, block: object, name: str, size: int) -> bytes:
-        result = self._call("eth_call", [{"to": self._market, "data": "0x" + data.hex()}, block])
+        result = self._rpc.call("eth_call",
+                                [{"to": self._market, "data": "0x" + data.hex()}, block])
         return self._words(result, name, size)
 
     def _words(self, result: Any, name: str, size: int) -> bytes:
-        hex_words = result[2:] if isinstance(result, str) and result[:2] == "0x" else ""
-        try:
-            words = bytes.fromhex(hex_words)
-        except ValueError:
-            words = b""  # not hex: refused just below
-        if len(words) != size:
-            raise ChainError(f"chain node {self._endpoint} answered {name} with {result!r:.80}")
-        return words
-
-    # ------------------------------------------------------------ transport
-
-    def _call(self, method: str, params: list[Any]) -> Any:
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        return self._result(method, self._round_trip(body))
-
-    def _batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Several calls in one JSON-RPC batch; results in the calls' order. The first
-        error in call order is raised, as if the calls had been made one by one."""
-        body = json.dumps([
-            {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
-            for i, (method, params) in enumerate(calls)
-        ])
-        answers = self._round_trip(body)
-        if not isinstance(answers, list):
-            raise ChainError(f"chain node {self._endpoint} answered a batch with a non-list")
-        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
-        if set(by_id) != set(range(len(calls))):
-            raise ChainError(f"chain node {self._endpoint} answered a batch incompletely")
-        return [self._result(method, by_id[i]) for i, (method, _) in enumerate(calls)]
-
-    def _round_trip(self, body: str) -> Any:
-        try:
-            answer = self._post(body)
-        except TimeoutError as e:  # a node that does not answer gets no second wait
-            self._drop()
-            raise ChainUnavailable(self._endpoint, type(e).__name__) from e
-        except (OSError, http.client.HTTPException):
-            self._drop()  # a kept-alive connection the server closed: one fresh try
-            try:
-                answer = self._post(body)
-            except (OSError, http.client.HTTPException) as e:
-                self._drop()
-                raise ChainUnavailable(self._endpoint, type(e).__name__) from e
-        return answer
-
-    def _result(self, method: str, answer: Any) -> Any:
-        if not isinstance(answer, dict):
-            raise ChainError(f"chain node {self._endpoint} answered {method} with a non-object")
-        error = answer.get("error")
-        if error is not None:
-            raise self._error(method, error)
-        return answer.get("result")
-
-    def _post(self, body: str) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = kind(self._host, self._port, timeout=self._timeout)
-            self._local.conn = conn
-        conn.request("POST", self._path, body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        raw = response.read()
-        if response.status != 200:
-            raise ChainError(f"chain node {self._endpoint} answered HTTP {response.status}")
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise ChainError(f"chain node {self._endpoint} answered with invalid JSON") from e
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            conn.close()
-
-    def _error(self, method: str, error: Any) -> ChainError:
-        data = error.get("data") if isinstance(error, dict) else None
-        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
-            try:
-                return self._reverts.decode(bytes.fromhex(data[2:]))
-            except ValueError:
-                pass
-        message = error.get("message") if isinstance(error, dict) else error
-        if "revert" in str(message).lower():
-            return ContractRevert({"message": str(message)}, name="revert")
-        return ChainError(f"chain node {self._endpoint} refused {method}: {message}")
-
-
-def _quantity(value: Any, what: str) -> int:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise ChainError(f"chain node answered a {what} that is not a hex quantity")
-    try:
-        return int(value, 16)
-    except ValueError as e:
-        raise ChainError(f"chain node answered a {what} that is not a hex quantity") from e
+        return hex_bytes(result, name, self._endpoint, size)

@@ -465,6 +465,16 @@ class MarketClient:
             settled=Wei(settled),
         )
 
+    def debit_ids_requested_by(
+        self, buyer: str, from_block: int = 0, to_block: int | None = None
+    ) -> list[int]:
+        """Ids of the debits `buyer` requested (its `DebitRequested` events), in chain
+        order; `light.LightMarket` answers the same without web3."""
+        buyer_topic = bytes(12) + bytes.fromhex(to_checksum_address(buyer)[2:])
+        events = self.events().read(from_block, to_block, kinds=[DebitRequested],
+                                    indexed=[None, None, buyer_topic])
+        return [e.debit_id for e in events if isinstance(e, DebitRequested)]
+
     def claimable(self, debit_id: int) -> Wei:
         return Wei(self._call(self.contract.functions.claimable(debit_id)))
 

@@ -14,6 +14,7 @@ from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.types import Wei
 
 from marketplace.chain.errors import ChainError, ChainUnavailable
+from marketplace.chain.jsonrpc import redact
 
 if TYPE_CHECKING:
     from eth_tester import EthereumTester
@@ -40,14 +41,6 @@ def connect(rpc_url: str | None = None, *, timeout: float = 10.0) -> Web3:
     except OSError as e:
         raise ChainUnavailable(redact(rpc_url), type(e).__name__) from e
     return w3
-
-
-def redact(url: str) -> str:
-    """A URL fit for messages and logs: scheme, host and port only (no keys, no paths)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
 
 
 def endpoint_name(w3: Web3) -> str:

@@ -52,7 +52,7 @@ class RevertDecoder:
         for entry in (*abi, *_BUILTIN_ERRORS):
             if entry.get("type") != "error":
                 continue
-            types = [_abi_type(i) for i in entry["inputs"]]
+            types = [abi_type(i) for i in entry["inputs"]]
             names = [i["name"] for i in entry["inputs"]]
             selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
             self._errors[selector] = (entry["name"], names, types)
@@ -75,9 +75,10 @@ class RevertDecoder:
         return ContractRevert.for_error(name, fields)
 
 
-def _abi_type(param: dict[str, Any]) -> str:
+def abi_type(param: dict[str, Any]) -> str:
+    """The canonical type of an ABI parameter, as selectors and topics hash it."""
     kind = str(param["type"])
     if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in param["components"])
+        inner = ",".join(abi_type(c) for c in param["components"])
         return f"({inner}){kind[5:]}"
     return kind

@@ -27,7 +27,7 @@ from marketplace.cli.config import (
     RpcOption,
     StoreOption,
     check_committee_matches,
-    open_market,
+    open_light_market,
     open_store,
     read_committee,
 )
@@ -288,8 +288,8 @@ def status(
     """Your debits (or one debit): state, start/end, amount, settled."""
     from marketplace.app.reads import DebitView, debits_of  # noqa: PLC0415
 
-    with cli_errors():
-        client = open_market(rpc, market)
+    with cli_errors():  # read without web3 (start-up budget); a --keystore loads eth_account
+        client = open_light_market(rpc, market)
         if debit is not None:
             records = [view_record(DebitView(client.debit(debit)))]
         else:

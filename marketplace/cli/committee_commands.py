@@ -19,7 +19,6 @@ from marketplace.cli.wallet_commands import KeystoreOption, PassphraseFileOption
 from marketplace.committee import (
     COMMITTEE_FILE,
     CommitteeNode,
-    KdfStrength,
     NodeAccountFile,
     PublicCommittee,
     create_committee,
@@ -30,6 +29,7 @@ from marketplace.committee import (
     write_dkg_nodes,
 )
 from marketplace.errors import MarketplaceError
+from marketplace.kdf import KdfStrength
 from marketplace.keyrelease import NodeIndex, Point
 
 PASSPHRASE_ENV = "DATADEBIT_NODE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)

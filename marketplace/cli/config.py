@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the chain and store modules are imported by the functions u
     from eth_typing import ChecksumAddress
     from web3 import Web3
 
+    from marketplace.chain.light import LightMarket
     from marketplace.chain.market import MarketClient
     from marketplace.chain.types import Committee
     from marketplace.committee import PublicCommittee
@@ -222,6 +223,21 @@ def open_market(rpc: str | None, market: str | None) -> MarketClient:
         raise ConfigError(
             f"no contract at {client.address} on chain {client.chain_id} "
             f"({endpoint_name(w3)}): wrong --market?"
+        )
+    return client
+
+
+def open_light_market(rpc: str | None, market: str | None) -> LightMarket:
+    """`open_market` for commands that only read (`buyer status`): the same checks and
+    errors, over bare JSON-RPC without importing web3 (~0.7 s of start-up)."""
+    from marketplace.chain.light import LightMarket  # noqa: PLC0415
+
+    address = parse_address(require(market, "--market", MARKET_ENV), "--market")
+    client = LightMarket(require(rpc, "--rpc", RPC_ENV), address)
+    if not client.has_code():
+        raise ConfigError(
+            f"no contract at {client.address} on chain {client.chain_id()} "
+            f"({client.endpoint}): wrong --market?"
         )
     return client
 

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 
-from marketplace.chain.market import MarketClient
-from marketplace.chain.provider import DevChain
 from marketplace.cli.config import (
     MarketOption,
     RpcOption,
@@ -29,8 +25,14 @@ from marketplace.cli.config import (
     parse_address,
 )
 from marketplace.cli.errors import cli_errors, fail
-from marketplace.committee import KdfStrength
+from marketplace.kdf import KdfStrength
 from marketplace.wallet import WalletError, from_keystore, from_private_key, write_keystore
+
+if TYPE_CHECKING:  # web3 and eth_account: imported by the commands that use them, so
+    # a command that only reads (buyer status) does not pay ~0.7 s for them
+    from eth_account.signers.local import LocalAccount
+
+    from marketplace.chain.market import MarketClient
 
 PRIVATE_KEY_ENV = "DATADEBIT_PRIVATE_KEY"
 KEYSTORE_ENV = "DATADEBIT_KEYSTORE"
@@ -103,6 +105,8 @@ def new(
     ] = KdfStrength.MODERATE,
 ) -> None:
     """Create a new random wallet in an encrypted keystore; prints its address only."""
+    from eth_account import Account  # noqa: PLC0415
+
     with cli_errors():
         passphrase = keystore_passphrase(passphrase_file, confirm=True)
         account: LocalAccount = Account.create()
@@ -149,6 +153,8 @@ def fund(
     rpc: RpcOption = None,
 ) -> None:
     """Dev chains only (anvil): send ether from the node's first unlocked account."""
+    from marketplace.chain.provider import DevChain  # noqa: PLC0415
+
     with cli_errors():
         address = parse_address(to, "address")
         w3 = open_chain(rpc)
@@ -170,7 +176,13 @@ def market_and_wallet(
 def address_or_wallet(
     address: str | None, what: str, keystore: Path | None, passphrase_file: Path | None
 ) -> ChecksumAddress:
-    """An address given as option `what`, else the loaded wallet's."""
+    """An address given as option `what`, else the loaded wallet's (of a
+    $DATADEBIT_PRIVATE_KEY: computed without loading eth_account)."""
     if address:
         return parse_address(address, what)
+    key = os.environ.get(PRIVATE_KEY_ENV)
+    if keystore is None and key:
+        from marketplace.chain.light import private_key_address  # noqa: PLC0415
+
+        return private_key_address(key, f"${PRIVATE_KEY_ENV}")
     return load_wallet(keystore, passphrase_file).address

@@ -18,7 +18,7 @@ import typer
 from marketplace.cli import main as cli_main
 from marketplace.cli.main import COMMANDS, CONFIG_KEYS, LazyRootGroup, app
 from storage.unixfs import file_cid
-from tests.cli.conftest import invoke
+from tests.cli.conftest import Deployment, deploy_market, invoke
 
 #: Libraries the fast paths must not load (each costs 0.1-0.7 s to import).
 HEAVY = ("web3", "eth_account", "eth_tester", "eth_keyfile", "fastapi", "uvicorn", "py_ecc")
@@ -76,11 +76,45 @@ def test_market_search_imports_no_chain_library() -> None:
 
 
 def test_a_chain_command_still_loads_its_module() -> None:
-    """The probe can see heavy imports: `buyer status --help` loads the buyer's module."""
-    output, seen = run_fresh("buyer", "status", "--help")
-    assert seen["code"] == 0
+    """The probe can see heavy imports: `buyer cancel` opens the market through web3."""
+    _, seen = run_fresh("buyer", "cancel", "1", "--rpc", "http://127.0.0.1:9",
+                        "--market", "0x" + "11" * 20)
+    assert seen["code"] == 1
     assert "web3" in seen["heavy"]  # type: ignore[operator]
-    assert "--from-block" in output
+
+
+@pytest.fixture(scope="module")
+def one_debit(anvil_url: str, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """A market on anvil with one listing and one debit of the deployment's buyer."""
+    deployment = deploy_market(anvil_url, tmp_path_factory.mktemp("startup"), serve=False)
+    market = deployment.market
+    listing = market.create_listing(deployment.owner, price_per_period=10, period_seconds=60,
+                                    auto_approve=True).value
+    market.request_debit(deployment.buyer, listing, periods=1, buyer_key=bytes(31) + b"\x01")
+    return deployment
+
+
+def test_buyer_status_reads_the_chain_without_web3(one_debit: Deployment) -> None:
+    """Failed before the web3-free read path: `buyer status` imported web3, eth_account and
+    eth_keyfile/py_ecc (0.7-0.9 s, over its 0.6 s budget). eth_abi is allowed."""
+    market = one_debit.market
+    output, seen = run_fresh("buyer", "status", "--rpc", one_debit.rpc, "--market",
+                             market.address, "--buyer", one_debit.buyer.address, "--json")
+    assert seen == {"code": 0, "heavy": []}
+    records = json.loads(output)
+    assert [r["debit"] for r in records] == market.debit_ids_requested_by(one_debit.buyer.address)
+    assert records[0]["buyer"] == one_debit.buyer.address
+
+
+def test_buyer_status_of_a_private_key_needs_no_eth_account(
+    one_debit: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$DATADEBIT_PRIVATE_KEY's address is computed without eth_account (same address)."""
+    monkeypatch.setenv("DATADEBIT_PRIVATE_KEY", one_debit.buyer.key.hex())
+    output, seen = run_fresh("buyer", "status", "--rpc", one_debit.rpc, "--market",
+                             one_debit.market.address, "--json")
+    assert seen == {"code": 0, "heavy": []}
+    assert {r["buyer"] for r in json.loads(output)} == {one_debit.buyer.address}
 
 
 def test_table_matches_what_the_modules_register() -> None:
