@@ -8,6 +8,7 @@ not answer as `ChainUnavailable`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -585,3 +586,11 @@ def _sent(value: T, receipt: TxReceipt) -> Sent[T]:
         block_number=int(receipt["blockNumber"]),
         gas_used=int(receipt["gasUsed"]),
     )
+
+
+def chain_time(w3: Web3) -> int:
+    """Now, by the later of this machine's clock and the latest block's timestamp: what a
+    deadline typed as a duration ("1h") counts from. Contracts compare deadlines with
+    block.timestamp, which on a development chain may run ahead of the wall clock."""
+    latest = int(w3.eth.get_block("latest")["timestamp"])
+    return max(int(time.time()), latest)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -187,6 +186,7 @@ def propose(
     """Propose the next committee (the governor's wallet). A reshare starts once enough
     current nodes approved it and the market's reshare delay passed; it keeps the
     committee key, so every published capsule stays openable."""
+    from marketplace.chain.market import chain_time  # noqa: PLC0415
     from marketplace.chain.types import Roster  # noqa: PLC0415
 
     seconds = parse_duration(deadline, "--deadline")
@@ -200,7 +200,7 @@ def propose(
             Roster(tuple(n.address for n in roster.nodes),
                    tuple(n.encryption_key for n in roster.nodes), roster.threshold),
             phase_seconds=phase_seconds,
-            deadline=int(time.time()) + seconds,
+            deadline=chain_time(client.w3) + seconds,
         )
     except MarketplaceError as e:
         raise _fail(str(e)) from e

@@ -7,13 +7,12 @@ import contextlib
 import faulthandler
 import logging
 import signal
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from marketplace.chain.market import MarketClient
+from marketplace.chain.market import MarketClient, chain_time
 from marketplace.chain.provider import connect
 from marketplace.chain.types import Committee
 from marketplace.cli.committee_commands import read_passphrase
@@ -95,7 +94,7 @@ def deploy(
                        tuple(n.encryption_key for n in roster.nodes), roster.threshold),
                 governor=governor_address,
                 phase_seconds=parse_duration(phase, "--phase"),
-                deadline=int(time.time()) + parse_duration(deadline, "--deadline"),
+                deadline=chain_time(w3) + parse_duration(deadline, "--deadline"),
                 reshare_delay=delay,
             )
         else:

@@ -74,6 +74,10 @@ def test_a_dkg_committee_from_deploy_to_export(folder: Path, anvil_url: str) -> 
     roster = read_roster(folder / "c" / "roster.json")
     for address in (deployer.address, stranger.address, *(n.address for n in roster.nodes)):
         dev.fund(address, 10 * ETHER)
+    # the chain's clock runs two days ahead of this machine's (a dev chain other tests
+    # travelled in time): `--deadline 10m` must count from the chain's time, or the
+    # contract refuses it as already past (DeadlineNotInFuture: failed before the fix)
+    dev.advance(2 * 86_400)
     deployed = invoke("deploy", "--roster", folder / "c" / "roster.json", "--rpc", anvil_url,
                       "--phase", "3s", "--deadline", "10m", env=_env(deployer))
     assert deployed.exit_code == 0, deployed.output
