@@ -124,6 +124,11 @@ _SUMMARY_COLUMNS = (
     "l.doc_status, l.title, l.description, l.tags"
 )
 _WORD = re.compile(r"\w+")
+#: FTS5 search: ranked rowids fetched = (offset + limit) x _OVERFETCH + _FETCH_SLACK (room
+#: for closed listings), grown x _FETCH_GROWTH while a page comes back short.
+_OVERFETCH = 2
+_FETCH_SLACK = 32
+_FETCH_GROWTH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,33 +393,81 @@ class CatalogStore:
         words = fts_words(q or "")
         where = ["l.open = 1"]
         params: list[object] = []
-        if tag is not None:
+        tag_key = tag.strip().lower() if tag is not None else None
+        price = price_key(max_price) if max_price is not None else None
+        if tag_key is not None:
             where.append(
                 "EXISTS (SELECT 1 FROM catalog_tags t WHERE t.listing_id = l.listing_id "
                 "AND t.tag = ?)"
             )
-            params.append(tag.strip().lower())
-        if max_price is not None:
+            params.append(tag_key)
+        if price is not None:
             where.append("l.price_key <= ?")
-            params.append(price_key(max_price))
+            params.append(price)
+        if words and not self.postgres:
+            return self._search_fts5(words, tag_key, price, limit, offset)
         if not words:
             sql = (f"SELECT {_SUMMARY_COLUMNS} FROM catalog_listings l "  # noqa: S608
                    f"WHERE {' AND '.join(where)} ORDER BY l.listing_id DESC LIMIT ? OFFSET ?")
             args = [*params, limit, offset]
-        elif self.postgres:
+        else:
             sql = (f"SELECT {_SUMMARY_COLUMNS} FROM catalog_listings l, "  # noqa: S608
                    "plainto_tsquery('english', ?) query WHERE l.tsv @@ query AND "
                    f"{' AND '.join(where)} ORDER BY ts_rank(l.tsv, query) DESC, "
                    "l.listing_id DESC LIMIT ? OFFSET ?")
             args = [" ".join(words), *params, limit, offset]
-        else:
-            sql = (f"SELECT {_SUMMARY_COLUMNS} FROM catalog_fts "  # noqa: S608
-                   "JOIN catalog_listings l ON l.listing_id = catalog_fts.rowid "
-                   f"WHERE catalog_fts MATCH ? AND {' AND '.join(where)} "
-                   f"ORDER BY {_BM25}, l.listing_id DESC LIMIT ? OFFSET ?")
-            args = [" ".join(f'"{w}"' for w in words), *params, limit, offset]
         with self.db.read() as tx:
             rows = tx.all(sql, args)
+        return [_summary(r) for r in rows]
+
+    def _search_fts5(
+        self, words: list[str], tag_key: str | None, price: str | None, limit: int,
+        offset: int,
+    ) -> list[ListingSummary]:
+        """Rank inside the FTS5 table, then join only the page's rows to the listings.
+
+        bm25 costs a look-up per row it scores, and scoring each of 100,000 matches of a
+        common word, then joining each to the listings and sorting wide rows, is what made
+        search slow. So: the tag/price filters become a set of candidate rowids (from their
+        indexes) that the FTS5 scan checks before scoring (`+rowid IN (...)`: the `+` keeps
+        SQLite from handing the set to FTS5 as rowid look-ups, one full-text query per
+        rowid), bm25 scores only the matches that pass, the best `fetch` rowids are kept
+        (`ORDER BY r LIMIT`: a top-N sort) and only those are joined to the listings.
+        Closed listings are dropped after the join: a short page from a partial fetch
+        grows it (x4) until the matches are exhausted. The order (bm25, then newest) is
+        total, so each fetch's page is a prefix of the full ranking."""
+        match = " ".join(f'"{w}"' for w in words)
+        candidates: list[str] = []
+        args: list[object] = [match]
+        if tag_key is not None:
+            candidates.append("SELECT listing_id FROM catalog_tags WHERE tag = ?")
+            args.append(tag_key)
+        if price is not None:
+            candidates.append("SELECT listing_id FROM catalog_listings WHERE price_key <= ?")
+            args.append(price)
+        within = f"AND +rowid IN ({' INTERSECT '.join(candidates)}) " if candidates else ""
+        sql = (f"SELECT {_SUMMARY_COLUMNS} FROM (SELECT rowid AS id, {_BM25} AS r "  # noqa: S608
+               f"FROM catalog_fts WHERE catalog_fts MATCH ? {within}"
+               "ORDER BY r, rowid DESC LIMIT ?) f "
+               "JOIN catalog_listings l ON l.listing_id = f.id WHERE l.open = 1 "
+               "ORDER BY f.r, l.listing_id DESC LIMIT ? OFFSET ?")
+        fetch = (offset + limit) * _OVERFETCH + _FETCH_SLACK
+        matches: int | None = None
+        while True:
+            with self.db.read() as tx:
+                rows = tx.all(sql, [*args, fetch, limit, offset])
+            if len(rows) == limit:
+                break
+            if matches is None:  # counted only for a short page (a pass, without bm25)
+                with self.db.read() as tx:
+                    row = tx.one(
+                        "SELECT COUNT(*) FROM catalog_fts "  # noqa: S608
+                        f"WHERE catalog_fts MATCH ? {within}", args,
+                    )
+                matches = int(row[0]) if row else 0
+            if fetch >= matches:
+                break
+            fetch *= _FETCH_GROWTH
         return [_summary(r) for r in rows]
 
     def listing(self, listing_id: int) -> ListingDetail | None:
