@@ -274,3 +274,21 @@ def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
     if url.startswith("sqlite:///"):
         url = url.removeprefix("sqlite:///")
     return SqliteDatabase(url)
+
+
+def first_time(tx: Tx, table: str, chain_id: int, key: tuple[str, str, int, int]) -> bool:
+    """Record the log `key` (block hash, tx hash, log index, block number) in `table`, a
+    processed-logs table of columns (chain_id, block_hash, tx_hash, log_index,
+    block_number); False when it was recorded before: each log is applied once."""
+    block_hash, tx_hash, log_index, block_number = key
+    if tx.one(
+        f"SELECT 1 FROM {table} WHERE chain_id = ? AND block_hash = ? "  # noqa: S608
+        "AND tx_hash = ? AND log_index = ?",
+        (chain_id, block_hash, tx_hash, log_index),
+    ):
+        return False
+    tx.execute(
+        f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)",  # noqa: S608 - a constant name
+        (chain_id, block_hash, tx_hash, log_index, block_number),
+    )
+    return True

@@ -29,7 +29,7 @@ from marketplace.chain.events import (
     VersionPublished,
 )
 from marketplace.chain.watcher import Cursor, LogKey
-from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx
+from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from storage.cid import Cid
 from storage.errors import InvalidCid
 
@@ -295,17 +295,8 @@ class CatalogStore:
         for n, chunk in enumerate(chunks):
             with self.db.transaction() as tx:
                 for key, events in chunk:
-                    block_hash, tx_hash, log_index, block_number = key
-                    if tx.one(
-                        "SELECT 1 FROM catalog_processed_logs WHERE chain_id = ? AND "
-                        "block_hash = ? AND tx_hash = ? AND log_index = ?",
-                        (chain_id, block_hash, tx_hash, log_index),
-                    ):
+                    if not first_time(tx, "catalog_processed_logs", chain_id, key):
                         continue
-                    tx.execute(
-                        "INSERT INTO catalog_processed_logs VALUES (?, ?, ?, ?, ?)",
-                        (chain_id, block_hash, tx_hash, log_index, block_number),
-                    )
                     for event in events:
                         _apply(tx, event)
                     fresh.append(key)

@@ -28,7 +28,7 @@ from marketplace.chain.artifacts import ContractArtifact, load_artifact
 from marketplace.chain.errors import ChainError
 from marketplace.chain.jsonrpc import DEFAULT_TIMEOUT, JsonRpc, hex_bytes, quantity, redact
 from marketplace.chain.reverts import RevertDecoder, abi_type
-from marketplace.chain.types import Debit, DebitId, DebitState, ListingId, Wei
+from marketplace.chain.types import Debit
 
 #: `MarketClient.events()`'s default: blocks per `eth_getLogs` call.
 DEFAULT_MAX_BLOCK_RANGE = 500
@@ -102,20 +102,8 @@ class LightMarket:
     def debit(self, debit_id: int) -> Debit:
         """`getDebit(debitId)` at the latest block, as `MarketClient.debit` returns it;
         an id never created raises `UnknownDebit`, as there."""
-        ((listing_id, buyer, state, start, end, duration, amount, settled),) = self._view(
-            "getDebit", debit_id
-        )
-        return Debit(
-            debit_id=DebitId(debit_id),
-            listing_id=ListingId(listing_id),
-            buyer=to_checksum_address(buyer),
-            state=DebitState(state),
-            start=start,
-            end=end,
-            duration=duration,
-            amount=Wei(amount),
-            settled=Wei(settled),
-        )
+        (values,) = self._view("getDebit", debit_id)
+        return Debit.from_view(debit_id, values)
 
     def debit_ids_requested_by(
         self, buyer: str, from_block: int = 0, to_block: int | None = None

@@ -51,7 +51,6 @@ from marketplace.chain.types import (
     CommitteeEpoch,
     Debit,
     DebitId,
-    DebitState,
     Listing,
     ListingId,
     Roster,
@@ -451,20 +450,8 @@ class MarketClient:
         )
 
     def debit(self, debit_id: int, *, block: BlockIdentifier = "latest") -> Debit:
-        listing_id, buyer, state, start, end, duration, amount, settled = self._call(
-            self.contract.functions.getDebit(debit_id), block
-        )
-        return Debit(
-            debit_id=DebitId(debit_id),
-            listing_id=ListingId(listing_id),
-            buyer=to_checksum_address(buyer),
-            state=DebitState(state),
-            start=start,
-            end=end,
-            duration=duration,
-            amount=Wei(amount),
-            settled=Wei(settled),
-        )
+        values = self._call(self.contract.functions.getDebit(debit_id), block)
+        return Debit.from_view(debit_id, values)
 
     def debit_ids_requested_by(
         self, buyer: str, from_block: int = 0, to_block: int | None = None

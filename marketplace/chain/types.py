@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Generic, NewType, TypeVar
+from typing import Any, Generic, NewType, TypeVar
 
 from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
 
 ListingId = NewType("ListingId", int)
 DebitId = NewType("DebitId", int)
@@ -149,6 +151,23 @@ class Debit:
     duration: int
     amount: Wei
     settled: Wei
+
+    @classmethod
+    def from_view(cls, debit_id: int, values: Sequence[Any]) -> Debit:
+        """From `getDebit`'s returned tuple (listingId, buyer, state, start, end,
+        duration, amount, settled), whichever client decoded it."""
+        listing_id, buyer, state, start, end, duration, amount, settled = values
+        return cls(
+            debit_id=DebitId(debit_id),
+            listing_id=ListingId(listing_id),
+            buyer=to_checksum_address(buyer),
+            state=DebitState(state),
+            start=start,
+            end=end,
+            duration=duration,
+            amount=Wei(amount),
+            settled=Wei(settled),
+        )
 
     def is_running_at(self, timestamp: int) -> bool:
         """Active and not yet expired at `timestamp`."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from marketplace.chain.watcher import Cursor, LogKey
-from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx
+from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from marketplace.eip712 import KeyRequest
 
 #: The layout below. A state file written by an older layout is refused, not misread.
@@ -507,19 +507,10 @@ def _record_logs(
     """Record each log not recorded before, with its index rows; returns those."""
     fresh = []
     for key, rows in logs:
-        block_hash, tx_hash, log_index, block_number = key
-        if tx.one(
-            "SELECT 1 FROM processed_logs WHERE chain_id = ? AND block_hash = ? "
-            "AND tx_hash = ? AND log_index = ?",
-            (chain_id, block_hash, tx_hash, log_index),
-        ):
+        if not first_time(tx, "processed_logs", chain_id, key):
             continue
-        tx.execute(
-            "INSERT INTO processed_logs VALUES (?, ?, ?, ?, ?)",
-            (chain_id, block_hash, tx_hash, log_index, block_number),
-        )
         for row in rows:
-            _insert_index_row(tx, row, block_number, replace=True)
+            _insert_index_row(tx, row, key[3], replace=True)
         fresh.append(key)
     return fresh
 
