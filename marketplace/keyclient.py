@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 import queue
@@ -35,6 +34,7 @@ import httpcore
 import httpx
 from eth_account.signers.local import LocalAccount
 
+from marketplace import jsonsafe
 from marketplace.chain.types import Committee
 from marketplace.eip712 import FIRST_EPOCH, Eip712Domain, KeyRequest, sign
 from marketplace.errors import MarketplaceError
@@ -414,7 +414,7 @@ def _raw_chunks(response: httpx.Response) -> Iterator[bytes]:
 
 def _parsed(status: int, raw: bytes) -> dict[str, object]:
     try:
-        payload = json.loads(raw)
+        payload = jsonsafe.loads(raw)
     except (ValueError, RecursionError) as e:
         raise GatewayAnswerError(f"HTTP {status}, not JSON") from e
     if status != 200:

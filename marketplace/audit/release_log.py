@@ -10,7 +10,6 @@ never after decompression), seconds per page, and entries per log (`fetch_log`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from marketplace import jsonsafe
 from marketplace.eip712 import KeyRequest, MalformedSignature, ReleaseReceipt, signature_from_hex
 from marketplace.errors import MarketplaceError
 
@@ -138,7 +138,7 @@ class HttpReleaseLog:
     def page(self, after: int, limit: int) -> ReleasePage:
         raw = self._read(after, limit)
         try:
-            body = json.loads(raw)
+            body = jsonsafe.loads(raw)
         except (ValueError, RecursionError) as e:  # a hostile node may nest deeply
             raise MalformedReleaseLog(self.node, "not JSON") from e
         return parse_page(self.node, body)

@@ -19,6 +19,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from marketplace import jsonsafe
 from marketplace.eip712 import KeyRequest
 from marketplace.errors import MarketplaceError
 from marketplace.gateway.releaser import SignedRelease
@@ -70,7 +71,7 @@ def parse_keys_body(raw: bytes) -> tuple[KeyRequest, str]:
     if len(raw) > MAX_BODY_SIZE:
         raise MalformedBody("body", f"must be at most {MAX_BODY_SIZE} bytes")
     try:
-        body = json.loads(raw)
+        body = jsonsafe.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise MalformedBody("body", "not valid JSON") from e
     request = _object(body, "body", _BODY_FIELDS)
