@@ -49,8 +49,10 @@ def _get(catalog: str, path: str, params: dict[str, str] | None = None) -> Any:
         response = httpx.get(url, params=params, timeout=10.0)
     except httpx.HTTPError as e:
         raise _fail(f"catalog at {catalog} is unreachable ({type(e).__name__})") from e
+    from marketplace import jsonsafe  # noqa: PLC0415
+
     try:
-        body = response.json()
+        body = jsonsafe.loads(response.content)
     except ValueError as e:
         raise _fail(f"catalog at {catalog} answered {response.status_code}, not JSON") from e
     if response.status_code != 200:
