@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
@@ -14,6 +17,8 @@ import {IDataMarket} from "./IDataMarket.sol";
 /// can: a listing is two slots, a version one, a debit two. Committee rosters and results
 /// are written once each as data contracts ({DataStore}).
 contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
     /// @dev R(32) || nonce(24) || XChaCha20-Poly1305(DEK)(48) || Schnorr proof (c, s)(64) binding R
     /// to (chain, market, listing, version, CID); the contract checks only the length, the
     /// committee checks the proof before it releases anything.
@@ -22,7 +27,8 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
     /// @dev Keeps `start + duration` inside uint40 for the next ~17,000 years.
     uint256 private constant _MAX_DURATION = 1 << 39;
 
-    /// @dev Slot 0: owner | periodSeconds | versionCount | autoApprove | open. Slot 1: price.
+    /// @dev Slot 0: owner | periodSeconds | versionCount | autoApprove | open.
+    /// Slot 1: price | asset (address(0): ether), so the asset costs no extra slot.
     struct StoredListing {
         address owner;
         uint32 periodSeconds;
@@ -30,10 +36,13 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
         bool autoApprove;
         bool open;
         uint96 pricePerPeriod;
+        address asset;
     }
 
     /// @dev Slot 0: buyer | start | end | state. Slot 1: listingId | amount | settled.
-    /// While Requested, `start` is 0 and `end` holds the duration until consent fixes both.
+    /// While never Active (Requested, Rejected, Cancelled), `start` holds the buyer's
+    /// consent deadline (0: none) and `end` the duration; consent overwrites both, so the
+    /// deadline costs no extra slot. The asset is the listing's (fixed at creation).
     /// `settled` is the escrow already released, to the owner as earnings or to the buyer
     /// as a refund; `amount - settled` is what the contract still holds for this debit.
     struct StoredDebit {
@@ -95,7 +104,7 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
     mapping(uint256 listingId => StoredListing) private _listings;
     mapping(uint256 listingId => mapping(uint32 version => Version)) private _versions;
     mapping(uint256 debitId => StoredDebit) private _debits;
-    mapping(address account => uint256 credited) private _balances;
+    mapping(address account => mapping(address asset => uint256 credited)) private _balances;
 
     /// @param governor_ Who proposes committees (address(0): the deployer).
     /// @param nodes Ethereum address of epoch 1's node i at position i - 1.
@@ -125,6 +134,7 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc IDataMarket
     function createListing(
+        address asset,
         uint96 pricePerPeriod,
         uint32 periodSeconds,
         bool autoApprove,
@@ -132,6 +142,7 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
         string calldata metadataURI
     ) external returns (uint256 listingId) {
         if (periodSeconds == 0) revert ZeroPeriodSeconds();
+        if (asset != address(0) && asset.code.length == 0) revert NotAToken(asset);
         listingId = _nextListingId++;
         _listings[listingId] = StoredListing({
             owner: msg.sender,
@@ -139,9 +150,12 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
             versionCount: 0,
             autoApprove: autoApprove,
             open: true,
-            pricePerPeriod: pricePerPeriod
+            pricePerPeriod: pricePerPeriod,
+            asset: asset
         });
-        emit ListingCreated(listingId, msg.sender, pricePerPeriod, periodSeconds, autoApprove, termsHash, metadataURI);
+        emit ListingCreated(
+            listingId, msg.sender, asset, pricePerPeriod, periodSeconds, autoApprove, termsHash, metadataURI
+        );
     }
 
     /// @inheritdoc IDataMarket
@@ -170,56 +184,55 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- debits
 
     /// @inheritdoc IDataMarket
-    function requestDebit(uint256 listingId, uint32 periods, bytes32 buyerKey, bytes32 purposeHash)
-        external
-        payable
-        returns (uint256 debitId)
-    {
-        StoredListing storage listing = _listings[listingId];
-        if (listing.owner == address(0)) revert UnknownListing(listingId);
-        if (!listing.open) revert ListingClosed(listingId);
-        if (periods == 0) revert ZeroPeriods();
-        if (buyerKey == bytes32(0)) revert ZeroBuyerKey();
-        uint256 amount = uint256(listing.pricePerPeriod) * periods;
-        if (amount > type(uint96).max) revert PaymentTooLarge(amount);
-        if (msg.value != amount) revert WrongPayment(amount, msg.value);
-        uint256 duration = uint256(listing.periodSeconds) * periods;
-        if (duration > _MAX_DURATION) revert DurationTooLong(duration);
-
-        bool autoApproved = listing.autoApprove;
-        uint40 start;
-        uint40 end = uint40(duration);
-        if (autoApproved) {
-            start = uint40(block.timestamp);
-            end += start;
+    function requestDebit(
+        uint256 listingId,
+        uint32 periods,
+        bytes32 buyerKey,
+        bytes32 purposeHash,
+        uint64 consentDeadline
+    ) external payable nonReentrant returns (uint256 debitId) {
+        address asset;
+        uint256 amount;
+        (debitId, asset, amount) = _request(listingId, periods, buyerKey, purposeHash, consentDeadline);
+        if (asset == address(0)) {
+            if (msg.value != amount) revert WrongPayment(amount, msg.value);
+        } else {
+            if (msg.value != 0) revert WrongPayment(0, msg.value);
+            _pull(asset, amount);
         }
-        debitId = _nextDebitId++;
-        _debits[debitId] = StoredDebit({
-            buyer: msg.sender,
-            start: start,
-            end: end,
-            state: autoApproved ? DebitState.Active : DebitState.Requested,
-            listingId: uint64(listingId),
-            amount: uint96(amount),
-            settled: 0
-        });
-        emit DebitRequested(
-            debitId,
-            listingId,
-            msg.sender,
-            periods,
-            uint96(amount),
-            buyerKey,
-            purposeHash,
-            autoApproved,
-            autoApproved ? start : 0,
-            autoApproved ? end : 0
-        );
+    }
+
+    /// @inheritdoc IDataMarket
+    function requestDebitWithPermit(
+        uint256 listingId,
+        uint32 periods,
+        bytes32 buyerKey,
+        bytes32 purposeHash,
+        uint64 consentDeadline,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant returns (uint256 debitId) {
+        address asset;
+        uint256 amount;
+        (debitId, asset, amount) = _request(listingId, periods, buyerKey, purposeHash, consentDeadline);
+        if (asset == address(0)) revert NotATokenListing(listingId);
+        // A permit anyone saw in the mempool can be submitted first, which spends its nonce
+        // and makes this call revert: go on when the allowance is there anyway.
+        try IERC20Permit(asset).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {}
+        catch {
+            uint256 allowance = IERC20(asset).allowance(msg.sender, address(this));
+            if (allowance < amount) revert PermitNotApplied(asset, allowance, amount);
+        }
+        _pull(asset, amount);
     }
 
     /// @inheritdoc IDataMarket
     function consent(uint256 debitId) external {
         (StoredDebit storage debit, uint256 listingId) = _ownersDebit(debitId, DebitState.Requested);
+        uint40 deadline = debit.start; // `start` held the consent deadline while Requested
+        if (deadline != 0 && block.timestamp >= deadline) revert ConsentDeadlinePassed(debitId, deadline);
         uint40 start = uint40(block.timestamp);
         uint40 end = start + debit.end; // `end` held the duration while Requested
         debit.start = start;
@@ -254,36 +267,53 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
         uint96 refund = amount - accrued;
         debit.settled = amount;
         debit.state = DebitState.Revoked;
-        _balances[msg.sender] += earned;
-        _balances[debit.buyer] += refund;
+        address asset = _listings[listingId].asset;
+        _balances[msg.sender][asset] += earned;
+        _balances[debit.buyer][asset] += refund;
         emit DebitRevoked(debitId, listingId, earned, refund);
     }
 
     /// @inheritdoc IDataMarket
     function claim(uint256[] calldata debitIds) external returns (uint256 total) {
+        // Credits are summed per run of debits in the same asset: one balance write per run.
+        address asset;
+        uint256 pending;
         for (uint256 i = 0; i < debitIds.length; ++i) {
             uint256 debitId = debitIds[i];
             StoredDebit storage debit = _existingDebit(debitId);
-            _requireListingOwner(debit.listingId);
+            uint256 listingId = debit.listingId;
+            StoredListing storage listing = _listings[listingId];
+            if (listing.owner != msg.sender) revert NotListingOwner(listingId, msg.sender);
             if (debit.state != DebitState.Active) continue;
             uint96 accrued = _accrued(debit);
             uint96 due = accrued - debit.settled;
             if (due == 0) continue;
             debit.settled = accrued;
+            address debitAsset = listing.asset;
+            if (debitAsset != asset) {
+                if (pending != 0) _balances[msg.sender][asset] += pending;
+                asset = debitAsset;
+                pending = 0;
+            }
+            pending += due;
             total += due;
             emit EarningsClaimed(debitId, msg.sender, due);
         }
         if (total == 0) revert NothingToClaim();
-        _balances[msg.sender] += total;
+        _balances[msg.sender][asset] += pending;
     }
 
     /// @inheritdoc IDataMarket
-    function withdraw() external nonReentrant {
-        uint256 amount = _balances[msg.sender];
+    function withdraw(address asset) external nonReentrant {
+        uint256 amount = _balances[msg.sender][asset];
         if (amount == 0) revert NothingToWithdraw();
-        _balances[msg.sender] = 0;
-        emit Withdrawn(msg.sender, amount);
-        Address.sendValue(payable(msg.sender), amount);
+        _balances[msg.sender][asset] = 0;
+        emit Withdrawn(msg.sender, asset, amount);
+        if (asset == address(0)) {
+            Address.sendValue(payable(msg.sender), amount);
+        } else {
+            IERC20(asset).safeTransfer(msg.sender, amount);
+        }
     }
 
     // ---------------------------------------------------------------- committee
@@ -495,7 +525,8 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
             periodSeconds: listing.periodSeconds,
             versionCount: listing.versionCount,
             autoApprove: listing.autoApprove,
-            open: listing.open
+            open: listing.open,
+            asset: listing.asset
         });
     }
 
@@ -508,17 +539,21 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IDataMarket
     function getDebit(uint256 debitId) external view returns (Debit memory) {
         StoredDebit storage debit = _existingDebit(debitId);
-        // Requested, Rejected and Cancelled debits were never Active: `end` holds the duration.
-        bool neverActive = debit.start == 0;
+        // Requested, Rejected and Cancelled debits were never Active: `start` holds the
+        // consent deadline and `end` the duration.
+        DebitState state = debit.state;
+        bool neverActive = state == DebitState.Requested || state == DebitState.Rejected
+            || state == DebitState.Cancelled;
         return Debit({
             listingId: debit.listingId,
             buyer: debit.buyer,
-            state: debit.state,
+            state: state,
             start: neverActive ? 0 : debit.start,
             end: neverActive ? 0 : debit.end,
             duration: neverActive ? debit.end : debit.end - debit.start,
             amount: debit.amount,
-            settled: debit.settled
+            settled: debit.settled,
+            consentDeadline: neverActive ? debit.start : 0
         });
     }
 
@@ -530,8 +565,8 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IDataMarket
-    function balanceOf(address account) external view returns (uint256) {
-        return _balances[account];
+    function balanceOf(address account, address asset) external view returns (uint256) {
+        return _balances[account][asset];
     }
 
     /// @inheritdoc IDataMarket
@@ -751,9 +786,6 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
         if (listing.owner != msg.sender) revert NotListingOwner(listingId, msg.sender);
     }
 
-    function _requireListingOwner(uint256 listingId) private view {
-        if (_listings[listingId].owner != msg.sender) revert NotListingOwner(listingId, msg.sender);
-    }
 
     function _existingVersion(uint256 listingId, uint32 version) private view returns (Version memory published) {
         published = _versions[listingId][version];
@@ -773,7 +805,7 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
     {
         debit = _existingDebit(debitId);
         listingId = debit.listingId;
-        _requireListingOwner(listingId);
+        if (_listings[listingId].owner != msg.sender) revert NotListingOwner(listingId, msg.sender);
         if (debit.state != required) revert InvalidDebitState(debitId, debit.state);
     }
 
@@ -782,7 +814,78 @@ contract DataMarket is IDataMarket, EIP712, ReentrancyGuardTransient {
         refund = debit.amount;
         debit.settled = refund;
         debit.state = outcome;
-        _balances[debit.buyer] += refund;
+        _balances[debit.buyer][_listings[debit.listingId].asset] += refund;
+    }
+
+    /// @dev Validates a request and records the debit (effects before any payment moves);
+    /// returns the listing's asset and the exact amount to pay.
+    function _request(
+        uint256 listingId,
+        uint32 periods,
+        bytes32 buyerKey,
+        bytes32 purposeHash,
+        uint64 consentDeadline
+    ) private returns (uint256 debitId, address asset, uint256 amount) {
+        StoredListing storage listing = _listings[listingId];
+        if (listing.owner == address(0)) revert UnknownListing(listingId);
+        if (!listing.open) revert ListingClosed(listingId);
+        if (periods == 0) revert ZeroPeriods();
+        if (buyerKey == bytes32(0)) revert ZeroBuyerKey();
+        amount = uint256(listing.pricePerPeriod) * periods;
+        asset = listing.asset;
+        if (amount > type(uint96).max) revert PaymentTooLarge(amount);
+        uint256 duration = uint256(listing.periodSeconds) * periods;
+        if (duration > _MAX_DURATION) revert DurationTooLong(duration);
+
+        bool autoApproved = listing.autoApprove;
+        uint40 start;
+        uint40 end = uint40(duration);
+        if (autoApproved) {
+            start = uint40(block.timestamp);
+            end += start;
+            consentDeadline = 0;
+        } else if (consentDeadline != 0) {
+            if (consentDeadline <= block.timestamp || consentDeadline > type(uint40).max) {
+                revert InvalidConsentDeadline(consentDeadline);
+            }
+            start = uint40(consentDeadline);
+        }
+        debitId = _nextDebitId++;
+        _debits[debitId] = StoredDebit({
+            buyer: msg.sender,
+            start: start,
+            end: end,
+            state: autoApproved ? DebitState.Active : DebitState.Requested,
+            listingId: uint64(listingId),
+            amount: uint96(amount),
+            settled: 0
+        });
+        emit DebitRequested(
+            debitId,
+            listingId,
+            msg.sender,
+            periods,
+            uint96(amount),
+            buyerKey,
+            purposeHash,
+            autoApproved,
+            autoApproved ? start : 0,
+            autoApproved ? end : 0,
+            consentDeadline
+        );
+    }
+
+    /// @dev Pulls exactly `amount` of `asset` from the caller and checks, by the market's
+    /// own balance before and after, that exactly `amount` arrived.
+    function _pull(address asset, uint256 amount) private {
+        if (amount == 0) return;
+        IERC20 token = IERC20(asset);
+        uint256 before = token.balanceOf(address(this));
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        uint256 afterwards = token.balanceOf(address(this));
+        if (afterwards < before || afterwards - before != amount) {
+            revert TokenTransferMismatch(asset, amount, afterwards < before ? 0 : afterwards - before);
+        }
     }
 
     /// @dev Escrow earned by the owner so far, linear in time from start to end.

@@ -9,7 +9,8 @@ pragma solidity 0.8.37;
 /// proposes a roster, the nodes run a DKG (epoch 1) or a reshare (later epochs) over
 /// `CeremonyMessage` events, and `finalizeCommittee` records the result signed by the nodes.
 /// @dev Escrow streams: an Active debit's payment accrues to the listing owner linearly from
-/// `start` to `end`. Invariant: balance == sum of credited balances + sum of unaccrued escrow.
+/// `start` to `end`. Invariant, per asset (ether or an ERC-20): what the market holds ==
+/// sum of credited balances + sum of unsettled escrow.
 interface IDataMarket {
     /// @notice Lifecycle of a data debit. `None` marks an id that was never created.
     /// "Expired" is not a state: it is `Active` with `block.timestamp >= end`.
@@ -30,6 +31,8 @@ interface IDataMarket {
         uint32 versionCount;
         bool autoApprove;
         bool open;
+        /// @dev What buyers pay in: address(0) for native ether, else an ERC-20 token.
+        address asset;
     }
 
     /// @notice What the contract keeps of a published version.
@@ -44,7 +47,9 @@ interface IDataMarket {
     /// @notice A data debit as seen from outside.
     /// @dev `start` and `end` are zero until the debit is Active; `duration` is fixed at request.
     /// `settled` is the escrow already released (earnings claimed by the owner, or refunds);
-    /// the contract still holds `amount - settled` for the debit.
+    /// the contract still holds `amount - settled` for the debit, in its listing's asset.
+    /// `consentDeadline` is the buyer's consent deadline (0: none) while the debit was
+    /// never Active (Requested, Rejected, Cancelled); 0 once consented or auto-approved.
     struct Debit {
         uint256 listingId;
         address buyer;
@@ -54,6 +59,7 @@ interface IDataMarket {
         uint64 duration;
         uint96 amount;
         uint96 settled;
+        uint64 consentDeadline;
     }
 
     /// @notice Where a committee ceremony stands. `Failed`: its deadline passed before it
@@ -121,8 +127,22 @@ interface IDataMarket {
     error ZeroPeriodSeconds();
     /// @notice The buyer's X25519 public key must not be zero.
     error ZeroBuyerKey();
-    /// @notice `msg.value` must equal `pricePerPeriod * periods` exactly.
+    /// @notice `msg.value` must equal `pricePerPeriod * periods` exactly on an ether
+    /// listing, and be 0 on a token listing.
     error WrongPayment(uint256 expected, uint256 sent);
+    /// @notice A listing's asset must be address(0) (ether) or a contract (an ERC-20).
+    error NotAToken(address asset);
+    /// @notice A permit purchase needs a listing priced in an ERC-20 token.
+    error NotATokenListing(uint256 listingId);
+    /// @notice The token moved another amount than asked (fee-on-transfer, rebasing or
+    /// otherwise non-standard tokens are refused).
+    error TokenTransferMismatch(address asset, uint256 expected, uint256 received);
+    /// @notice The permit failed and the allowance does not cover the payment either.
+    error PermitNotApplied(address asset, uint256 allowance, uint256 needed);
+    /// @notice A consent deadline must be 0 (none) or in the future (and fit 40 bits).
+    error InvalidConsentDeadline(uint64 consentDeadline);
+    /// @notice The buyer's consent deadline has passed: the owner can no longer consent.
+    error ConsentDeadlinePassed(uint256 debitId, uint64 consentDeadline);
     /// @notice The debit's price does not fit the contract's 96-bit amounts.
     error PaymentTooLarge(uint256 amount);
     /// @notice The debit's duration does not fit the contract's 40-bit timestamps.
@@ -199,6 +219,7 @@ interface IDataMarket {
     event ListingCreated(
         uint256 indexed listingId,
         address indexed owner,
+        address indexed asset,
         uint96 pricePerPeriod,
         uint32 periodSeconds,
         bool autoApprove,
@@ -222,7 +243,8 @@ interface IDataMarket {
         bytes32 purposeHash,
         bool autoApproved,
         uint64 start,
-        uint64 end
+        uint64 end,
+        uint64 consentDeadline
     );
     /// @notice The owner consented; the debit is Active from `start` to `end`.
     event DebitConsented(uint256 indexed debitId, uint256 indexed listingId, uint64 start, uint64 end);
@@ -235,8 +257,8 @@ interface IDataMarket {
     event DebitRevoked(uint256 indexed debitId, uint256 indexed listingId, uint96 earned, uint96 refund);
     /// @notice `amount` accrued on a debit was credited to the listing owner.
     event EarningsClaimed(uint256 indexed debitId, address indexed owner, uint96 amount);
-    /// @notice A credited balance was paid out.
-    event Withdrawn(address indexed account, uint256 amount);
+    /// @notice A credited balance in `asset` (address(0): ether) was paid out.
+    event Withdrawn(address indexed account, address indexed asset, uint256 amount);
     /// @notice Committee node `node` anchored the Merkle root of its next `count` releases.
     event ReleasesAnchored(address indexed node, uint64 indexed seq, bytes32 root, uint32 count);
     /// @notice The governor proposed the roster of `epoch` (ceremony `ceremonyId`). Node i
@@ -274,13 +296,16 @@ interface IDataMarket {
     // ---------------------------------------------------------------- listings
 
     /// @notice Create a listing owned by the caller.
-    /// @param pricePerPeriod Price in wei of one period of access.
+    /// @param asset What buyers pay in, fixed for the listing's life: address(0) for
+    /// native ether, else an ERC-20 token contract.
+    /// @param pricePerPeriod Price of one period of access, in the asset's smallest unit.
     /// @param periodSeconds Length of one period.
     /// @param autoApprove Whether a paid request is Active at once, without the owner's consent.
     /// @param termsHash Hash of the terms of use a buyer accepts.
     /// @param metadataURI Where the listing's public description lives.
     /// @return listingId The new listing's id (ids start at 1).
     function createListing(
+        address asset,
         uint96 pricePerPeriod,
         uint32 periodSeconds,
         bool autoApprove,
@@ -302,35 +327,62 @@ interface IDataMarket {
 
     // ---------------------------------------------------------------- debits
 
-    /// @notice Pay for `periods` periods of access to a listing.
+    /// @notice Pay for `periods` periods of access to a listing: `msg.value` on an ether
+    /// listing; on a token listing the exact amount is pulled with `transferFrom` (approve
+    /// it first) and what arrived is checked by balance difference.
     /// @param buyerKey The buyer's X25519 public key, to which gateways seal key shares.
     /// @param purposeHash Hash of the buyer's declared purpose of use.
+    /// @param consentDeadline On a consent-only listing, the time (unix seconds) from which
+    /// the owner may no longer consent (0: no deadline); ignored on auto-approve listings.
     /// @return debitId The new debit's id (ids start at 1).
-    function requestDebit(uint256 listingId, uint32 periods, bytes32 buyerKey, bytes32 purposeHash)
-        external
-        payable
-        returns (uint256 debitId);
+    function requestDebit(
+        uint256 listingId,
+        uint32 periods,
+        bytes32 buyerKey,
+        bytes32 purposeHash,
+        uint64 consentDeadline
+    ) external payable returns (uint256 debitId);
 
-    /// @notice Consent to a requested debit (listing owner only); access runs from now.
+    /// @notice {requestDebit} on a token listing, with an EIP-2612 permit for exactly the
+    /// payment, so approval and purchase are one transaction. A permit that fails (e.g.
+    /// front-run: someone submitted it first) is ignored when the allowance already covers
+    /// the payment.
+    /// @param permitDeadline The permit's deadline; with `v`, `r`, `s` the buyer's EIP-2612
+    /// permit of exactly `pricePerPeriod * periods` to this market.
+    function requestDebitWithPermit(
+        uint256 listingId,
+        uint32 periods,
+        bytes32 buyerKey,
+        bytes32 purposeHash,
+        uint64 consentDeadline,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (uint256 debitId);
+
+    /// @notice Consent to a requested debit (listing owner only), before the buyer's consent
+    /// deadline if one was set; access runs from now.
     function consent(uint256 debitId) external;
 
     /// @notice Reject a requested debit (listing owner only); the buyer is refunded.
     function reject(uint256 debitId) external;
 
-    /// @notice Withdraw a request before the owner answers (buyer only); the buyer is refunded.
+    /// @notice Withdraw a request before the owner answers (buyer only), before or after its
+    /// consent deadline; the buyer is refunded.
     function cancel(uint256 debitId) external;
 
     /// @notice Stop an active debit (listing owner only): accrued escrow to the owner, the
     /// rest back to the buyer.
     function revoke(uint256 debitId) external;
 
-    /// @notice Credit the caller with what has accrued on each debit (caller must own
-    /// every debit's listing).
-    /// @return total The amount credited.
+    /// @notice Credit the caller with what has accrued on each debit, in each debit's asset
+    /// (caller must own every debit's listing).
+    /// @return total The amount credited (summed over assets when debits mix them).
     function claim(uint256[] calldata debitIds) external returns (uint256 total);
 
-    /// @notice Pay out the caller's credited balance.
-    function withdraw() external;
+    /// @notice Pay out the caller's credited balance in `asset` (address(0): ether).
+    function withdraw(address asset) external;
 
     // ---------------------------------------------------------------- committee
 
@@ -431,8 +483,8 @@ interface IDataMarket {
     /// @notice What an Active debit has accrued to its owner and not yet been claimed.
     function claimable(uint256 debitId) external view returns (uint96);
 
-    /// @notice An account's credited, withdrawable balance.
-    function balanceOf(address account) external view returns (uint256);
+    /// @notice An account's credited, withdrawable balance in `asset` (address(0): ether).
+    function balanceOf(address account, address asset) external view returns (uint256);
 
     /// @notice Number of listings created so far.
     function listingCount() external view returns (uint256);

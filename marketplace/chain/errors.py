@@ -107,7 +107,33 @@ class ZeroBuyerKey(ContractRevert, ValueError):
 
 
 class WrongPayment(ContractRevert, ValueError):
-    """msg.value must equal pricePerPeriod * periods exactly."""
+    """msg.value must equal pricePerPeriod * periods exactly on an ether listing, and be
+    0 on a token listing."""
+
+
+class NotAToken(ContractRevert, ValueError):
+    """A listing's asset must be address(0) (ether) or a contract (an ERC-20)."""
+
+
+class NotATokenListing(ContractRevert, ValueError):
+    """A permit purchase needs a listing priced in an ERC-20 token."""
+
+
+class TokenTransferMismatch(ContractRevert):
+    """The token moved another amount than asked (fee-on-transfer, rebasing or otherwise
+    non-standard tokens are refused)."""
+
+
+class PermitNotApplied(ContractRevert):
+    """The permit failed and the allowance does not cover the payment either."""
+
+
+class InvalidConsentDeadline(ContractRevert, ValueError):
+    """A consent deadline must be 0 (none) or in the future (and fit 40 bits)."""
+
+
+class ConsentDeadlinePassed(ContractRevert):
+    """The buyer's consent deadline has passed: the owner can no longer consent."""
 
 
 class PaymentTooLarge(ContractRevert, ValueError):
@@ -260,6 +286,10 @@ class ECDSAInvalidSignatureS(ContractRevert, ValueError):
 
 class ReentrancyGuardReentrantCall(ContractRevert):
     """OpenZeppelin's guard stopped a re-entrant call."""
+
+
+class SafeERC20FailedOperation(ContractRevert):
+    """A token call failed or returned false (OpenZeppelin SafeERC20)."""
 
 
 class FailedCall(ContractRevert):

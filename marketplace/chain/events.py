@@ -21,7 +21,7 @@ from web3._utils.events import get_event_data
 
 from marketplace.chain.errors import ChainError, ChainUnavailable
 from marketplace.chain.provider import endpoint_name
-from marketplace.chain.types import DebitId, ListingId, VersionNumber, Wei
+from marketplace.chain.types import ETHER, DebitId, ListingId, VersionNumber, Wei
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class ListingCreated:
     auto_approve: bool
     terms_hash: bytes
     metadata_uri: str
+    asset: ChecksumAddress = ETHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class DebitRequested:
     auto_approved: bool
     start: int
     end: int
+    consent_deadline: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,7 @@ class Withdrawn:
     ref: LogRef
     account: ChecksumAddress
     amount: Wei
+    asset: ChecksumAddress = ETHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +261,7 @@ _Args = Mapping[str, Any]
 _BUILDERS: dict[str, tuple[EventType, Callable[[LogRef, _Args], MarketEvent]]] = {
     "ListingCreated": (ListingCreated, lambda r, a: ListingCreated(
         r, ListingId(a["listingId"]), a["owner"], Wei(a["pricePerPeriod"]), a["periodSeconds"],
-        a["autoApprove"], bytes(a["termsHash"]), a["metadataURI"])),
+        a["autoApprove"], bytes(a["termsHash"]), a["metadataURI"], a["asset"])),
     "ListingUpdated": (ListingUpdated, lambda r, a: ListingUpdated(
         r, ListingId(a["listingId"]), Wei(a["pricePerPeriod"]), a["autoApprove"], a["open"])),
     "VersionPublished": (VersionPublished, lambda r, a: VersionPublished(
@@ -267,7 +270,7 @@ _BUILDERS: dict[str, tuple[EventType, Callable[[LogRef, _Args], MarketEvent]]] =
     "DebitRequested": (DebitRequested, lambda r, a: DebitRequested(
         r, DebitId(a["debitId"]), ListingId(a["listingId"]), a["buyer"], a["periods"],
         Wei(a["amount"]), bytes(a["buyerKey"]), bytes(a["purposeHash"]), a["autoApproved"],
-        a["start"], a["end"])),
+        a["start"], a["end"], a["consentDeadline"])),
     "DebitConsented": (DebitConsented, lambda r, a: DebitConsented(
         r, DebitId(a["debitId"]), ListingId(a["listingId"]), a["start"], a["end"])),
     "DebitRejected": (DebitRejected, lambda r, a: DebitRejected(
@@ -278,7 +281,8 @@ _BUILDERS: dict[str, tuple[EventType, Callable[[LogRef, _Args], MarketEvent]]] =
         r, DebitId(a["debitId"]), ListingId(a["listingId"]), Wei(a["earned"]), Wei(a["refund"]))),
     "EarningsClaimed": (EarningsClaimed, lambda r, a: EarningsClaimed(
         r, DebitId(a["debitId"]), a["owner"], Wei(a["amount"]))),
-    "Withdrawn": (Withdrawn, lambda r, a: Withdrawn(r, a["account"], Wei(a["amount"]))),
+    "Withdrawn": (Withdrawn, lambda r, a: Withdrawn(
+        r, a["account"], Wei(a["amount"]), a["asset"])),
     "ReleasesAnchored": (ReleasesAnchored, lambda r, a: ReleasesAnchored(
         r, a["node"], a["seq"], bytes(a["root"]), a["count"])),
     "CommitteeProposed": (CommitteeProposed, lambda r, a: CommitteeProposed(

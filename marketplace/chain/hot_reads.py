@@ -117,7 +117,7 @@ class HotReads:
         if log_block is not None:
             calls.append(("eth_getBlockByNumber", [hex(log_block), False]))
         results = self._rpc.batch(calls)
-        words = self._words(results[0], "getDebit", 8 * 32)
+        words = self._words(results[0], "getDebit", 9 * 32)
         if words[32:44] != bytes(12):
             raise ChainError(f"chain node {self._endpoint} answered getDebit with a bad address")
         log_hash = self._hash_of(results[1]) if log_block is not None else None

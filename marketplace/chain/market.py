@@ -44,7 +44,9 @@ from marketplace.chain.events import (
 )
 from marketplace.chain.provider import endpoint_name
 from marketplace.chain.reverts import RevertDecoder, revert_data
+from marketplace.chain.tokens import ERC20_ABI, Permit
 from marketplace.chain.types import (
+    ETHER,
     CeremonyInfo,
     CeremonyStatus,
     Committee,
@@ -213,9 +215,13 @@ class MarketClient:
         auto_approve: bool,
         terms_hash: bytes = bytes(32),
         metadata_uri: str = "",
+        asset: str = ETHER,
     ) -> Sent[ListingId]:
+        """A listing priced in `asset`: `ETHER`, or an ERC-20 token's address (fixed for
+        the listing's life; the price is in the asset's smallest unit)."""
         fn = self.contract.functions.createListing(
-            price_per_period, period_seconds, auto_approve, terms_hash, metadata_uri
+            to_checksum_address(asset), price_per_period, period_seconds, auto_approve,
+            terms_hash, metadata_uri,
         )
         receipt = self._transact(owner, fn)
         return _sent(self._only(receipt, ListingCreated).listing_id, receipt)
@@ -251,14 +257,47 @@ class MarketClient:
         periods: int,
         buyer_key: bytes,
         purpose_hash: bytes = bytes(32),
+        consent_deadline: int = 0,
         value: int | None = None,
     ) -> Sent[DebitId]:
-        """Pay for `periods` periods; `value` defaults to the listing's exact price."""
+        """Pay for `periods` periods. On an ether listing `value` defaults to the exact
+        price; on a token listing to 0 (the market pulls the price: approve it first).
+        `consent_deadline` (unix seconds, 0: none) bounds when the owner may consent."""
         if value is None:
-            value = self.listing(listing_id).price_per_period * periods
-        fn = self.contract.functions.requestDebit(listing_id, periods, buyer_key, purpose_hash)
+            listing = self.listing(listing_id)
+            value = listing.price_per_period * periods if listing.is_ether else 0
+        fn = self.contract.functions.requestDebit(
+            listing_id, periods, buyer_key, purpose_hash, consent_deadline
+        )
         receipt = self._transact(buyer, fn, value=value)
         return _sent(self._only(receipt, DebitRequested).debit_id, receipt)
+
+    def request_debit_with_permit(
+        self,
+        buyer: LocalAccount,
+        listing_id: int,
+        permit: Permit,
+        *,
+        periods: int,
+        buyer_key: bytes,
+        purpose_hash: bytes = bytes(32),
+        consent_deadline: int = 0,
+    ) -> Sent[DebitId]:
+        """Pay a token listing with an EIP-2612 permit of exactly the price, in one
+        transaction (`marketplace.chain.tokens.sign_permit` makes one)."""
+        fn = self.contract.functions.requestDebitWithPermit(
+            listing_id, periods, buyer_key, purpose_hash, consent_deadline, permit.deadline,
+            permit.v, permit.r, permit.s,
+        )
+        receipt = self._transact(buyer, fn)
+        return _sent(self._only(receipt, DebitRequested).debit_id, receipt)
+
+    def approve_payment(self, buyer: LocalAccount, asset: str, amount: int) -> Sent[None]:
+        """Let the market pull `amount` of the ERC-20 `asset` from `buyer` (what
+        `request_debit` on a token listing needs first)."""
+        token = self.w3.eth.contract(address=to_checksum_address(asset), abi=ERC20_ABI)
+        receipt = self._transact(buyer, token.functions.approve(self.address, amount))
+        return _sent(None, receipt)
 
     def consent(self, owner: LocalAccount, debit_id: int) -> Sent[None]:
         return _sent(None, self._transact(owner, self.contract.functions.consent(debit_id)))
@@ -278,8 +317,10 @@ class MarketClient:
         total = sum(e.amount for e in self._decoded(receipt) if isinstance(e, EarningsClaimed))
         return _sent(Wei(total), receipt)
 
-    def withdraw(self, account: LocalAccount) -> Sent[Wei]:
-        receipt = self._transact(account, self.contract.functions.withdraw())
+    def withdraw(self, account: LocalAccount, asset: str = ETHER) -> Sent[Wei]:
+        """Pay out the account's credited balance in `asset`."""
+        fn = self.contract.functions.withdraw(to_checksum_address(asset))
+        receipt = self._transact(account, fn)
         return _sent(self._only(receipt, Withdrawn).amount, receipt)
 
     # ------------------------------------------------------------ committee
@@ -423,7 +464,7 @@ class MarketClient:
         ]
 
     def listing(self, listing_id: int, *, block: BlockIdentifier = "latest") -> Listing:
-        owner, price, period, count, auto, is_open = self._call(
+        owner, price, period, count, auto, is_open, asset = self._call(
             self.contract.functions.getListing(listing_id), block
         )
         return Listing(
@@ -434,6 +475,7 @@ class MarketClient:
             version_count=count,
             auto_approve=auto,
             open=is_open,
+            asset=to_checksum_address(asset),
         )
 
     def version(
@@ -466,8 +508,13 @@ class MarketClient:
     def claimable(self, debit_id: int) -> Wei:
         return Wei(self._call(self.contract.functions.claimable(debit_id)))
 
-    def balance_of(self, account: str, *, block: BlockIdentifier = "latest") -> Wei:
-        fn = self.contract.functions.balanceOf(to_checksum_address(account))
+    def balance_of(
+        self, account: str, asset: str = ETHER, *, block: BlockIdentifier = "latest"
+    ) -> Wei:
+        """The account's credited balance in `asset` (smallest units; `Wei` for ether)."""
+        fn = self.contract.functions.balanceOf(
+            to_checksum_address(account), to_checksum_address(asset)
+        )
         return Wei(self._call(fn, block))
 
     def listing_count(self, *, block: BlockIdentifier = "latest") -> int:
@@ -480,10 +527,15 @@ class MarketClient:
         fn = self.contract.functions.anchorCount(to_checksum_address(node))
         return int(self._call(fn, block))
 
-    def contract_balance(self, *, block: BlockIdentifier = "latest") -> Wei:
-        """Ether the market holds (escrow plus credited balances)."""
+    def contract_balance(
+        self, asset: str = ETHER, *, block: BlockIdentifier = "latest"
+    ) -> Wei:
+        """What the market holds of `asset` (escrow plus credited balances)."""
         with self._translated():
-            return Wei(self.w3.eth.get_balance(self.address, block))
+            if asset == ETHER:
+                return Wei(self.w3.eth.get_balance(self.address, block))
+            token = self.w3.eth.contract(address=to_checksum_address(asset), abi=ERC20_ABI)
+            return Wei(token.functions.balanceOf(self.address).call(block_identifier=block))
 
     # ------------------------------------------------------------ plumbing
 

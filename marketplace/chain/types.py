@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Generic, NewType, TypeVar
 
-from eth_typing import ChecksumAddress
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 from eth_utils.address import to_checksum_address
 
 ListingId = NewType("ListingId", int)
 DebitId = NewType("DebitId", int)
 VersionNumber = NewType("VersionNumber", int)
 Wei = NewType("Wei", int)
+
+#: The asset of a listing priced in native ether (any other asset is an ERC-20 address).
+ETHER = ChecksumAddress(HexAddress(HexStr("0x" + "00" * 20)))
 
 T = TypeVar("T")
 
@@ -128,6 +131,12 @@ class Listing:
     version_count: int
     auto_approve: bool
     open: bool
+    #: What buyers pay in: `ETHER`, or an ERC-20 token's address.
+    asset: ChecksumAddress = ETHER
+
+    @property
+    def is_ether(self) -> bool:
+        return self.asset == ETHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +160,14 @@ class Debit:
     duration: int
     amount: Wei
     settled: Wei
+    #: The buyer's consent deadline (0: none) while never Active; 0 once Active.
+    consent_deadline: int = 0
 
     @classmethod
     def from_view(cls, debit_id: int, values: Sequence[Any]) -> Debit:
         """From `getDebit`'s returned tuple (listingId, buyer, state, start, end,
-        duration, amount, settled), whichever client decoded it."""
-        listing_id, buyer, state, start, end, duration, amount, settled = values
+        duration, amount, settled, consentDeadline), whichever client decoded it."""
+        listing_id, buyer, state, start, end, duration, amount, settled, deadline = values
         return cls(
             debit_id=DebitId(debit_id),
             listing_id=ListingId(listing_id),
@@ -167,6 +178,7 @@ class Debit:
             duration=duration,
             amount=Wei(amount),
             settled=Wei(settled),
+            consent_deadline=deadline,
         )
 
     def is_running_at(self, timestamp: int) -> bool:

@@ -29,7 +29,7 @@ contract ReentrantReceiver {
 
     /// @notice Open a debit as this contract (its refunds and credits are this contract's).
     function buy(uint256 listingId, uint32 periods) external payable returns (uint256) {
-        return market.requestDebit{value: msg.value}(listingId, periods, keccak256("key"), bytes32(0));
+        return market.requestDebit{value: msg.value}(listingId, periods, keccak256("key"), bytes32(0), 0);
     }
 
     function cancel(uint256 debitId) external {
@@ -37,7 +37,7 @@ contract ReentrantReceiver {
     }
 
     function withdraw() external {
-        market.withdraw();
+        market.withdraw(address(0));
     }
 
     receive() external payable {
@@ -48,9 +48,9 @@ contract ReentrantReceiver {
         }
         ++reentries;
         if (mode == Mode.Bubble) {
-            market.withdraw();
+            market.withdraw(address(0));
         } else {
-            try market.withdraw() {
+            try market.withdraw(address(0)) {
                 ++reentriesSucceeded;
             } catch {}
         }
