@@ -14,15 +14,20 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import solcx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
 
 from marketplace.chain.artifacts import load_artifact
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
+from marketplace.chain.tokens import sign_permit
 from marketplace.chain.types import Committee, Roster
 from marketplace.committee import node_encryption_key
 from marketplace.eip712 import CommitteeResult, sign
@@ -37,6 +42,8 @@ BUDGETS: dict[str, int] = {
     "publishVersion (later)": 65_000,
     "requestDebit (auto-approve)": 110_000,
     "consent": 40_000,
+    "requestDebit (ERC-20, approved, auto-approve)": 125_000,
+    "requestDebit (ERC-20, permit, auto-approve)": 165_000,
     "finalizeCommittee (first epoch, n=16, t=11, 11 signatures)": 400_000,
     "finalizeCommittee (reshare, n=16 -> 16, t=11, 11 + 11 signatures)": 400_000,
 }
@@ -136,8 +143,73 @@ def measure_gas(w3: Web3) -> list[GasRow]:
     root = keccak(b"merkle root")
     gas["anchorReleases (first)"] = market.anchor_releases(node, root, 128).gas_used
     gas["anchorReleases (later)"] = market.anchor_releases(node, root, 128).gas_used
+    gas.update(measure_token_gas(w3, dev, market, deployer, owner, buyer))
     gas.update(measure_committee_gas(w3, dev, deployer))
     return [GasRow(name, used, BUDGETS.get(name)) for name, used in gas.items()]
+
+
+def measure_token_gas(
+    w3: Web3, dev: DevChain, market: MarketClient, deployer: LocalAccount,
+    owner: LocalAccount, buyer: LocalAccount,
+) -> dict[str, int]:
+    """A listing priced in an OpenZeppelin ERC20Permit stablecoin (6 decimals, the test
+    token of tests/chain/contracts): a purchase after `approve` (the market's first of
+    this token, so its token balance goes from zero: the worst case), one with a permit,
+    and the token withdrawal."""
+    gas: dict[str, int] = {}
+    token = _deploy_test_token(w3, deployer, "PermitToken")
+    price = 5 * 10**6
+    _send_plain(w3, deployer, token.functions.mint(buyer.address, 1_000 * price))
+    listing = market.create_listing(owner, price_per_period=price, period_seconds=PERIOD,
+                                    auto_approve=True, terms_hash=TERMS,
+                                    metadata_uri=METADATA_URI, asset=token.address).value
+    gas["createListing (ERC-20)"] = market.create_listing(
+        owner, price_per_period=price, period_seconds=PERIOD, auto_approve=True,
+        terms_hash=TERMS, metadata_uri=METADATA_URI, asset=token.address).gas_used
+    gas["approve (ERC-20, buyer to market)"] = market.approve_payment(
+        buyer, token.address, 3 * price).gas_used
+    first = market.request_debit(buyer, listing, periods=3, buyer_key=BUYER_KEY,
+                                 purpose_hash=PURPOSE)
+    gas["requestDebit (ERC-20, approved, auto-approve)"] = first.gas_used
+    deadline = int(w3.eth.get_block("latest")["timestamp"]) + 3_600
+    permit = sign_permit(w3, token.address, buyer, market.address, 3 * price, deadline)
+    gas["requestDebit (ERC-20, permit, auto-approve)"] = market.request_debit_with_permit(
+        buyer, listing, permit, periods=3, buyer_key=BUYER_KEY, purpose_hash=PURPOSE).gas_used
+    dev.advance(PERIOD)
+    market.claim(owner, [first.value])
+    gas["withdraw (ERC-20)"] = market.withdraw(owner, token.address).gas_used
+    return gas
+
+
+def _deploy_test_token(w3: Web3, deployer: LocalAccount, name: str) -> Contract:
+    """Compile and deploy a test token of tests/chain/contracts (deterministic bytecode:
+    same settings as the chain tests)."""
+    folder = ROOT / "tests" / "chain" / "contracts"
+    sources = {p.name: {"content": p.read_text()} for p in sorted(folder.glob("*.sol"))}
+    sources["IDataMarket.sol"] = {"content": (ROOT / "contracts" / "IDataMarket.sol").read_text()}
+    output = solcx.compile_standard(
+        {"language": "Solidity", "sources": sources, "settings": {
+            "evmVersion": "cancun", "optimizer": {"enabled": True, "runs": 200},
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}}},
+        solc_binary=ROOT / "scripts" / "solcjs-standard-json.js", allow_empty=False,
+    )
+    compiled = output["contracts"]["TestTokens.sol"][name]
+    bytecode = "0x" + compiled["evm"]["bytecode"]["object"]
+    factory = w3.eth.contract(abi=compiled["abi"], bytecode=bytecode)
+    receipt = _send_plain(w3, deployer, factory.constructor())
+    address = receipt["contractAddress"]
+    assert address is not None
+    return w3.eth.contract(address=address, abi=compiled["abi"])
+
+
+def _send_plain(w3: Web3, sender: LocalAccount, fn: Any) -> TxReceipt:
+    tx = fn.build_transaction({"from": sender.address,
+                               "nonce": w3.eth.get_transaction_count(sender.address)})
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction))
+    if receipt["status"] != 1:
+        raise RuntimeError(f"gas report set-up transaction failed: {receipt}")
+    return receipt
 
 
 def _accounts(label: bytes, count: int) -> list[LocalAccount]:

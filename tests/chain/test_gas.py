@@ -27,6 +27,9 @@ TRANSACTIONS = {
     "postCeremonyMessage (DEALING, n=16, t=11: 1,859 bytes)",
     "finalizeCommittee (reshare, n=16 -> 16, t=11, 11 + 11 signatures)",
     "anchorReleases (previous epoch's node)",
+    "createListing (ERC-20)", "approve (ERC-20, buyer to market)",
+    "requestDebit (ERC-20, approved, auto-approve)",
+    "requestDebit (ERC-20, permit, auto-approve)", "withdraw (ERC-20)",
 }
 
 
