@@ -14,16 +14,18 @@ from marketplace.ceremony_chain import CeremonyReader
 from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import endpoint_name
-from marketplace.chain.types import Committee, Debit, VersionRecord, Wei
+from marketplace.chain.types import ETHER, Committee, Debit, VersionRecord, Wei
 from marketplace.keyrelease.ceremony import CeremonyView
 
 
 class ChainView(Protocol):
     head: int
 
-    def contract_balance(self) -> Wei: ...
+    def contract_balance(self, asset: str = ETHER) -> Wei:
+        """What the market holds of `asset`: its ether, or the token's `balanceOf(market)`."""
+        ...
 
-    def balance_of(self, account: str) -> Wei: ...
+    def balance_of(self, account: str, asset: str = ETHER) -> Wei: ...
 
     def debit(self, debit_id: int) -> Debit: ...
 
@@ -61,11 +63,11 @@ class PinnedMarket:
         self.head = head
         self._timestamps: dict[int, int] = {}
 
-    def contract_balance(self) -> Wei:
-        return self.market.contract_balance(block=self.head)
+    def contract_balance(self, asset: str = ETHER) -> Wei:
+        return self.market.contract_balance(asset, block=self.head)
 
-    def balance_of(self, account: str) -> Wei:
-        return self.market.balance_of(account, block=self.head)
+    def balance_of(self, account: str, asset: str = ETHER) -> Wei:
+        return self.market.balance_of(account, asset, block=self.head)
 
     def debit(self, debit_id: int) -> Debit:
         return self.market.debit(debit_id, block=self.head)

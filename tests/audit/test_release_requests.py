@@ -25,6 +25,7 @@ from marketplace.chain.events import (
     VersionPublished,
 )
 from marketplace.chain.types import (
+    ETHER,
     Committee,
     Debit,
     DebitId,
@@ -73,10 +74,10 @@ class FakeChain:
         self.asked.append(block)
         return stamp(block)
 
-    def contract_balance(self) -> Wei:
+    def contract_balance(self, asset: str = ETHER) -> Wei:
         raise NotImplementedError
 
-    def balance_of(self, account: str) -> Wei:
+    def balance_of(self, account: str, asset: str = ETHER) -> Wei:
         raise NotImplementedError
 
     def debit(self, debit_id: int) -> Debit:

@@ -22,6 +22,7 @@ from marketplace.chain.events import (
     Withdrawn,
 )
 from marketplace.chain.types import (
+    ETHER,
     Committee,
     Debit,
     DebitId,
@@ -60,10 +61,10 @@ class FakeChain:
     timestamps: dict[int, int] = field(default_factory=dict)
     head: int = 100
 
-    def contract_balance(self) -> Wei:
+    def contract_balance(self, asset: str = ETHER) -> Wei:
         return Wei(self.held)
 
-    def balance_of(self, account: str) -> Wei:
+    def balance_of(self, account: str, asset: str = ETHER) -> Wei:
         return Wei(self.balances.get(account.lower(), 0))
 
     def debit(self, debit_id: int) -> Debit:
