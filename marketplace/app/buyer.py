@@ -23,10 +23,11 @@ from eth_hash.auto import keccak
 from marketplace.app.owner import DebitChanged, NoContentStore, Payout, withdraw
 from marketplace.app.progress import Stages, silent_stages
 from marketplace.app.reads import DebitView, debits_of, listing_created, topic
-from marketplace.chain.errors import TransactionFailed, WrongPayment
+from marketplace.chain.errors import ContractRevert, TransactionFailed
 from marketplace.chain.events import ListingCreated, VersionPublished
-from marketplace.chain.market import MarketClient
-from marketplace.chain.types import Debit, Listing
+from marketplace.chain.market import MarketClient, chain_time
+from marketplace.chain.tokens import allowance, sign_permit, supports_permit, token_balance
+from marketplace.chain.types import ETHER, Debit, DebitId, Listing, Sent
 from marketplace.documents import (
     DocumentError,
     ListingDocument,
@@ -71,14 +72,35 @@ class NotYourDebit(MarketplaceError, PermissionError):
         super().__init__(f"debit {debit_id} belongs to {buyer}, not to {wallet}")
 
 
-class PriceAboveLimit(MarketplaceError):
-    """The listing's total is more than the buyer allowed; nothing is sent."""
+#: A permit signed for a purchase is good for this long (it is spent at once).
+PERMIT_SECONDS = 3_600
 
-    def __init__(self, listing_id: int, total: int, limit: int) -> None:
-        self.listing_id, self.total, self.limit = listing_id, total, limit
+
+def _unit(asset: str) -> str:
+    return "wei" if asset == ETHER else f"base units of {asset}"
+
+
+class PriceAboveLimit(MarketplaceError):
+    """The listing's total is more than the buyer allowed (both in the listing's asset);
+    nothing is sent."""
+
+    def __init__(self, listing_id: int, total: int, limit: int, asset: str = ETHER) -> None:
+        self.listing_id, self.total, self.limit, self.asset = listing_id, total, limit, asset
         super().__init__(
-            f"listing {listing_id} costs {total} wei in total, above the limit of {limit} "
-            "wei; nothing was paid"
+            f"listing {listing_id} costs {total} {_unit(asset)} in total, above the limit of "
+            f"{limit}; nothing was paid"
+        )
+
+
+class InsufficientTokens(MarketplaceError):
+    """The buyer's wallet holds less of the listing's token than the total: refused
+    before any approval or request is sent (it would only revert, for gas)."""
+
+    def __init__(self, listing_id: int, asset: str, balance: int, total: int) -> None:
+        self.listing_id, self.asset, self.balance, self.total = listing_id, asset, balance, total
+        super().__init__(
+            f"listing {listing_id} costs {total} {_unit(asset)}, the wallet holds {balance}; "
+            "nothing was sent"
         )
 
 
@@ -86,11 +108,11 @@ class PriceChanged(MarketplaceError):
     """The owner changed the price between our read and the payment: the contract takes
     only the exact total, so the payment was refused and nothing was paid."""
 
-    def __init__(self, listing_id: int, seen: int, now: int) -> None:
-        self.listing_id, self.seen, self.now = listing_id, seen, now
+    def __init__(self, listing_id: int, seen: int, now: int, asset: str = ETHER) -> None:
+        self.listing_id, self.seen, self.now, self.asset = listing_id, seen, now, asset
         super().__init__(
-            f"listing {listing_id}'s price changed from {seen} to {now} wei per period "
-            "while paying; the payment was refused and nothing was paid"
+            f"listing {listing_id}'s price changed from {seen} to {now} {_unit(asset)} per "
+            "period while paying; the payment was refused and nothing was paid"
         )
 
 
@@ -110,12 +132,14 @@ class CannotSealPurpose(MarketplaceError):
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """What a request will pay: one read of the price, and exactly that total."""
+    """What a request will pay: one read of the price, and exactly that total, in the
+    listing's asset (`price_wei`/`total_wei` are its base units for a token)."""
 
     listing_id: int
     periods: int
     price_wei: int
     total_wei: int
+    asset: str = ETHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +152,11 @@ class RequestedDebit:
     sealed: bool
     tx_hash: str
     gas_used: int
+    #: how it was paid: "ether", "permit" (one transaction) or "approve" (an ERC-20
+    #: approval of exactly the total, then the request)
+    payment: str = "ether"
+    #: the consent deadline asked for (unix seconds; 0: none)
+    consent_deadline: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +237,9 @@ class BuyerApp:
     # ------------------------------------------------------------ requests
 
     def quote(self, listing_id: int, periods: int) -> Quote:
-        price = self.market.listing(listing_id).price_per_period
-        return Quote(listing_id, periods, price, price * periods)
+        listing = self.market.listing(listing_id)
+        price = listing.price_per_period
+        return Quote(listing_id, periods, price, price * periods, listing.asset)
 
     def request(
         self,
@@ -220,15 +250,31 @@ class BuyerApp:
         seal_purpose: bool = True,
         *,
         on_quote: Callable[[Quote], None] | None = None,
+        consent_within: int | None = None,
+        use_permit: bool = True,
     ) -> RequestedDebit:
         """Pay price x periods into escrow; the purpose document (if any) is stored
         first, sealed to the listing's ownerKey when its document has one, and its hash
-        goes on chain. `on_quote` sees the total before anything is stored or paid."""
+        goes on chain. `on_quote` sees the total before anything is stored or paid.
+
+        `max_price_wei` is in the listing's asset. A token listing is paid with an
+        EIP-2612 permit of exactly the total when the token supports it (one
+        transaction), else by approving exactly the total and requesting: either way the
+        market can pull no more than the total shown, even if the owner raises the price
+        meanwhile. `consent_within` (seconds): the owner must consent by chain time + that,
+        after which the buyer may cancel for a refund."""
         quote = self.quote(listing_id, periods)
         if on_quote is not None:
             on_quote(quote)
         if max_price_wei is not None and quote.total_wei > max_price_wei:
-            raise PriceAboveLimit(listing_id, quote.total_wei, max_price_wei)
+            raise PriceAboveLimit(listing_id, quote.total_wei, max_price_wei, quote.asset)
+        if quote.asset != ETHER:
+            held = token_balance(self.market.w3, quote.asset, self.wallet.address)
+            if held < quote.total_wei:
+                raise InsufficientTokens(listing_id, quote.asset, held, quote.total_wei)
+        if consent_within is not None and consent_within <= 0:
+            raise ValueError("a consent deadline is a positive number of seconds away")
+        deadline = 0 if consent_within is None else chain_time(self.market.w3) + consent_within
         # a BuyerPublicKey refuses low-order points: a key nothing can be sealed to is an
         # error here, before any transaction
         buyer_key = BuyerSecretKey.from_account(self.wallet, self.market.domain).public_key()
@@ -239,17 +285,42 @@ class BuyerApp:
                                             owner_key)
             sealed = owner_key is not None
         try:
-            sent = self.market.request_debit(
-                self.wallet, listing_id, periods=periods, buyer_key=buyer_key.key,
-                purpose_hash=purpose_hash, value=quote.total_wei,
-            )
-        except (WrongPayment, TransactionFailed) as e:
+            sent, payment = self._pay(quote, buyer_key.key, purpose_hash, deadline, use_permit)
+        except (ContractRevert, TransactionFailed) as e:
             now = self.market.listing(listing_id).price_per_period
             if now != quote.price_wei:
-                raise PriceChanged(listing_id, quote.price_wei, now) from e
+                raise PriceChanged(listing_id, quote.price_wei, now, quote.asset) from e
             raise
         return RequestedDebit(self.market.debit(sent.value), quote, purpose_hash, cid, sealed,
-                              sent.tx_hash, sent.gas_used)
+                              sent.tx_hash, sent.gas_used, payment, deadline)
+
+    def _pay(
+        self, quote: Quote, buyer_key: bytes, purpose_hash: bytes, deadline: int,
+        use_permit: bool,
+    ) -> tuple[Sent[DebitId], str]:
+        """The request transaction(s) for `quote`, and how it was paid."""
+        market, w3, listing_id = self.market, self.market.w3, quote.listing_id
+        if quote.asset == ETHER:
+            return market.request_debit(
+                self.wallet, listing_id, periods=quote.periods, buyer_key=buyer_key,
+                purpose_hash=purpose_hash, consent_deadline=deadline, value=quote.total_wei,
+            ), "ether"
+        if use_permit and supports_permit(w3, quote.asset, self.wallet.address):
+            permit = sign_permit(w3, quote.asset, self.wallet, market.address,
+                                 quote.total_wei, chain_time(w3) + PERMIT_SECONDS)
+            return market.request_debit_with_permit(
+                self.wallet, listing_id, permit, periods=quote.periods, buyer_key=buyer_key,
+                purpose_hash=purpose_hash, consent_deadline=deadline,
+            ), "permit"
+        current = allowance(w3, quote.asset, self.wallet.address, market.address)
+        if current != quote.total_wei:
+            if current != 0:  # USDT-style tokens refuse to change a non-zero allowance
+                market.approve_payment(self.wallet, quote.asset, 0)
+            market.approve_payment(self.wallet, quote.asset, quote.total_wei)
+        return market.request_debit(
+            self.wallet, listing_id, periods=quote.periods, buyer_key=buyer_key,
+            purpose_hash=purpose_hash, consent_deadline=deadline, value=0,
+        ), "approve"
 
     def owner_key(self, listing_id: int) -> bytes | None:
         """The X25519 key the listing's verified document publishes, if it has one."""
@@ -266,8 +337,8 @@ class BuyerApp:
         sent = self.market.cancel(self.wallet, debit_id)
         return DebitChanged(self.market.debit(debit_id), sent.tx_hash, sent.gas_used)
 
-    def withdraw(self) -> Payout:
-        return withdraw(self.market, self.wallet)
+    def withdraw(self, asset: str | None = None) -> Payout:
+        return withdraw(self.market, self.wallet, asset)
 
     def status(self, from_block: int | None = None) -> list[DebitView]:
         """This wallet's debits with their current state."""

@@ -22,7 +22,7 @@ from eth_account.signers.local import LocalAccount
 from marketplace.app.progress import Stages, silent_stages
 from marketplace.app.reads import ListingView, listings_of, requested_on
 from marketplace.chain.market import MarketClient
-from marketplace.chain.types import Debit, DebitState, Sent, Wei
+from marketplace.chain.types import ETHER, Debit, DebitState, Sent, Wei
 from marketplace.documents import (
     DocumentError,
     ListingDocument,
@@ -76,6 +76,17 @@ class OwnerKeyMismatch(MarketplaceError, ValueError):
         )
 
 
+class MixedAssets(MarketplaceError, ValueError):
+    """A claim over debits paid in different assets: claim each asset's debits apart."""
+
+    def __init__(self, assets: list[str]) -> None:
+        self.assets = assets
+        super().__init__(
+            f"these debits are paid in {len(assets)} different assets ({', '.join(assets)}): "
+            "claim the debits of each asset separately; nothing was sent"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedListing:
     listing_id: int
@@ -86,6 +97,8 @@ class CreatedListing:
     document: ListingDocument | None
     tx_hash: str
     gas_used: int
+    #: what buyers pay in: `ETHER` or the ERC-20's address
+    asset: str = ETHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +144,14 @@ class DebitChanged:
 
 @dataclass(frozen=True, slots=True)
 class Payout:
-    """Wei claimed or withdrawn, and the market balance left afterwards."""
+    """An amount claimed or withdrawn, and the market balance left afterwards, in
+    `asset`'s smallest units (wei for ether)."""
 
     amount: Wei
     balance: Wei
     tx_hash: str
     gas_used: int
+    asset: str = ETHER
 
 
 def file_sha256(path: Path) -> bytes:
@@ -195,11 +210,13 @@ class OwnerApp:
         metadata_uri: str | None = None,
         *,
         terms_hash_override: bytes | None = None,
+        asset: str | None = None,
     ) -> CreatedListing:
         """List a dataset. With a document: it gets this wallet's ownerKey (so buyers can
         seal their purposes to it), is stored, and the listing points at it
         (`ipfs://<cid>`, termsHash = its terms' hash). Without one, `metadata_uri` and
-        `terms_hash_override` (a terms file's SHA-256) go on chain as given."""
+        `terms_hash_override` (a terms file's SHA-256) go on chain as given. `asset`: the
+        ERC-20 buyers pay in (None: ether); `price_wei` is then in its base units."""
         cid: Cid | None = None
         if document is not None:
             if metadata_uri is not None or terms_hash_override is not None:
@@ -212,9 +229,10 @@ class OwnerApp:
         sent = self.market.create_listing(
             self.wallet, price_per_period=price_wei, period_seconds=period_seconds,
             auto_approve=auto_approve, terms_hash=terms, metadata_uri=uri,
+            asset=asset or ETHER,
         )
         return CreatedListing(int(sent.value), uri, terms, cid, document, sent.tx_hash,
-                              sent.gas_used)
+                              sent.gas_used, asset or ETHER)
 
     def _with_owner_key(self, document: ListingDocument) -> ListingDocument:
         mine = self.owner_key_hex()
@@ -323,17 +341,26 @@ class OwnerApp:
     # ------------------------------------------------------------ money
 
     def claim(self, debit_ids: list[int]) -> Payout:
-        """Credit what has accrued on `debit_ids` to the market balance."""
+        """Credit what has accrued on `debit_ids` to the market balance. The debits must
+        be paid in one asset: the chain reports one total, which summed across assets
+        would mean nothing."""
+        assets = {self.market.listing(self.market.debit(d).listing_id).asset
+                  for d in debit_ids}
+        if len(assets) > 1:
+            raise MixedAssets(sorted(assets))
+        asset = assets.pop() if assets else ETHER
         sent = self.market.claim(self.wallet, debit_ids)
-        return Payout(sent.value, self.market.balance_of(self.wallet.address), sent.tx_hash,
-                      sent.gas_used)
+        return Payout(sent.value, self.market.balance_of(self.wallet.address, asset),
+                      sent.tx_hash, sent.gas_used, asset)
 
-    def withdraw(self) -> Payout:
-        """Pay the credited market balance out to the wallet."""
-        return withdraw(self.market, self.wallet)
+    def withdraw(self, asset: str | None = None) -> Payout:
+        """Pay the credited market balance in `asset` (None: ether) out to the wallet."""
+        return withdraw(self.market, self.wallet, asset)
 
 
-def withdraw(market: MarketClient, wallet: LocalAccount) -> Payout:
-    """Pay `wallet`'s credited market balance (earnings or refunds) out to it."""
-    sent = market.withdraw(wallet)
-    return Payout(sent.value, market.balance_of(wallet.address), sent.tx_hash, sent.gas_used)
+def withdraw(market: MarketClient, wallet: LocalAccount, asset: str | None = None) -> Payout:
+    """Pay `wallet`'s credited market balance (earnings or refunds) in `asset` (None:
+    ether; balances are kept per asset) out to it."""
+    sent = market.withdraw(wallet, asset or ETHER)
+    return Payout(sent.value, market.balance_of(wallet.address, asset or ETHER), sent.tx_hash,
+                  sent.gas_used, asset or ETHER)

@@ -20,6 +20,7 @@ MAX_WEI = 2**256 - 1
 _AMOUNT_UNITS = {"eth": 18, "ether": 18, "gwei": 9, "wei": 0}
 #: `[0-9]`, not `\d`: `\d` matches other scripts' digits, which int() would accept.
 _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?\s*([a-z]*)")
+_NUMBER = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 _DURATION = re.compile(r"([0-9]+)\s*([smhd]?)")
 
@@ -66,6 +67,69 @@ def format_eth(wei: int) -> str:
     whole, fraction = divmod(wei, WEI_PER_ETH)
     decimals = f"{fraction:018d}".rstrip("0")
     return f"{whole}{'.' + decimals if decimals else ''} ETH"
+
+
+def parse_amount(text: str, asset_decimals: int, asset_symbol: str | None) -> int:
+    """Base units of a token from `5usdc` / `5.25 USDC` (the suffix is the token's own
+    symbol, any case; `asset_decimals` from its `decimals()`) or a plain integer, which is
+    base units (`5000000`). A token without a symbol takes plain integers only.
+
+    Refused like `parse_wei`: signs, exponents, fractions of a base unit, more than a
+    uint256, another token's symbol, and junk."""
+    expected = _token_help(asset_symbol, asset_decimals)
+    cleaned = text.strip()
+    number, suffix = cleaned, ""
+    # the symbol is stripped first: one that starts with a digit (`1INCH`) still parses
+    if asset_symbol and cleaned.lower().endswith(asset_symbol.lower()):
+        number, suffix = cleaned[: -len(asset_symbol)].rstrip(), asset_symbol
+    match = _NUMBER.fullmatch(number)
+    if match is None:
+        raise UnitError(text, "an amount", expected)
+    whole: str = match.group(1)
+    fraction: str = (match.group(2) or "").rstrip("0")
+    decimals = asset_decimals if suffix else 0
+    if len(fraction) > decimals:
+        raise UnitError(text, "an amount", "that is a fraction of a base unit; " + expected)
+    units: int = int(whole) * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
+    if units > MAX_WEI:
+        raise UnitError(text, "an amount", "it is more than the contract can hold (2^256-1)")
+    return units
+
+
+def _token_help(symbol: str | None, decimals: int) -> str:
+    if symbol is None:
+        return "this token has no symbol to write amounts with: give whole base units (5000000)"
+    example = f"5{symbol.lower()}" if decimals == 0 else f"5{symbol.lower()} or 2.5 {symbol}"
+    return (f"give {symbol} with its symbol ({example}; {decimals} decimals) or whole base "
+            f"units as a plain integer")
+
+
+def format_amount(units: int, decimals: int, symbol: str | None) -> str:
+    """`5.25 USDC`: exact to the base unit (`parse_amount` reads it back to the same
+    amount); a token without a symbol is shown in base units (`5000000 base units`)."""
+    if units < 0:
+        raise ValueError("an amount is never negative")
+    if symbol is None:
+        return f"{units} base units"
+    whole, fraction = divmod(units, 10**decimals)
+    digits = f"{fraction:0{decimals}d}".rstrip("0") if decimals else ""
+    return f"{whole}{'.' + digits if digits else ''} {symbol}"
+
+
+def parse_in(text: str, decimals: int, symbol: str | None) -> int:
+    """An amount of a listing's asset: ether (`ETH`, 18 decimals: `parse_wei`, so `gwei`
+    and plain wei still work) or a token (`parse_amount`). No token is shown as `ETH`
+    (`marketplace.chain.tokens.asset_info` refuses the symbol), so this is unambiguous."""
+    if symbol == "ETH" and decimals == 18:
+        return parse_wei(text)
+    return parse_amount(text, decimals, symbol)
+
+
+def format_in(units: int, decimals: int, symbol: str | None) -> str:
+    """`format_eth` for ether, `format_amount` for a token (see `parse_in`)."""
+    if symbol == "ETH" and decimals == 18:
+        return format_eth(units)
+    return format_amount(units, decimals, symbol)
 
 
 def parse_duration(text: str) -> int:

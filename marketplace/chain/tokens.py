@@ -4,6 +4,7 @@ transaction, `MarketClient.request_debit_with_permit`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,8 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3 import Web3
+
+from marketplace.chain.types import ETHER
 
 
 def _fn(name: str, inputs: list[tuple[str, str]], outputs: list[str],
@@ -76,3 +79,87 @@ def sign_permit(
     ))
     return Permit(deadline, int(signed.v), int(signed.r).to_bytes(32, "big"),
                   int(signed.s).to_bytes(32, "big"))
+
+
+#: What a token's symbol may be to be shown and typed as a unit: a token's metadata is
+#: whatever its deployer chose, and a symbol with a newline or a terminal escape would
+#: forge output; such a token is shown by its base units only.
+_SAFE_SYMBOL = re.compile(r"[A-Za-z0-9$._-]{1,16}")
+#: A token whose decimals() says more than this is not shown with decimals (10^255 would
+#: make every formatted amount a 255-digit fraction).
+MAX_DECIMALS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    """How amounts of a listing's asset are written: ether (`ETH`, 18 decimals) or an
+    ERC-20's own `symbol()` and `decimals()`. `symbol` is None when the token has none we
+    can show safely; its amounts are then whole base units."""
+
+    address: str
+    symbol: str | None
+    decimals: int
+
+    @property
+    def is_ether(self) -> bool:
+        return self.address == ETHER
+
+
+ETHER_INFO = AssetInfo(ETHER, "ETH", 18)
+_cache: dict[tuple[int, str], AssetInfo] = {}
+
+
+def asset_info(w3: Web3, asset: str | None) -> AssetInfo:
+    """Symbol and decimals of `asset` (None or `ETHER`: ether), read with eth_call once
+    per chain and token (a token's metadata does not change). A token without `symbol()`
+    or `decimals()` (they are optional in ERC-20) has no symbol and 0 decimals."""
+    if asset is None or int(asset, 16) == 0:
+        return ETHER_INFO
+    address = to_checksum_address(asset)
+    key = (int(w3.eth.chain_id), address)
+    if key not in _cache:
+        token = w3.eth.contract(address=address, abi=ERC20_ABI)
+        raw_symbol = _optional_view(token.functions.symbol())
+        raw_decimals = _optional_view(token.functions.decimals())
+        symbol = raw_symbol if isinstance(raw_symbol, str) else None
+        decimals = raw_decimals if isinstance(raw_decimals, int) else 0
+        if symbol is not None and (_SAFE_SYMBOL.fullmatch(symbol) is None
+                                   or symbol.lower() in ("eth", "ether", "gwei", "wei")):
+            symbol = None
+        if symbol is None or decimals > MAX_DECIMALS:
+            symbol, decimals = None, 0
+        _cache[key] = AssetInfo(address, symbol, decimals)
+    return _cache[key]
+
+
+def supports_permit(w3: Web3, asset: str, owner: str) -> bool:
+    """Whether the token answers the EIP-5267 domain and EIP-2612 nonce views a permit
+    needs (`sign_permit`); a token without them is paid by approve + request."""
+    token = w3.eth.contract(address=to_checksum_address(asset), abi=ERC20_ABI)
+    return (_optional_view(token.functions.eip712Domain()) is not None
+            and _optional_view(token.functions.nonces(to_checksum_address(owner))) is not None)
+
+
+def _optional_view(fn: Any) -> Any:
+    """The view's answer, or None when the token does not implement it: a revert, no such
+    function, or output that does not decode (each backend raises its own type for these,
+    eth-tester's outside web3's hierarchy). A transport failure is raised, not None: an
+    unreachable node must not make a token look symbol-less."""
+    try:
+        return fn.call()
+    except OSError:
+        raise
+    except Exception:  # any refusal of an optional view means "absent"
+        return None
+
+
+def token_balance(w3: Web3, asset: str, account: str) -> int:
+    """`account`'s balance of the ERC-20 `asset` (in its base units)."""
+    token = w3.eth.contract(address=to_checksum_address(asset), abi=ERC20_ABI)
+    return int(token.functions.balanceOf(to_checksum_address(account)).call())
+
+
+def allowance(w3: Web3, asset: str, owner: str, spender: str) -> int:
+    token = w3.eth.contract(address=to_checksum_address(asset), abi=ERC20_ABI)
+    return int(token.functions.allowance(to_checksum_address(owner),
+                                         to_checksum_address(spender)).call())

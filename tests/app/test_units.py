@@ -10,9 +10,13 @@ from hypothesis import strategies as st
 from marketplace.app.units import (
     MAX_WEI,
     UnitError,
+    format_amount,
     format_duration,
     format_eth,
+    format_in,
+    parse_amount,
     parse_duration,
+    parse_in,
     parse_wei,
 )
 from marketplace.errors import MarketplaceError
@@ -106,3 +110,48 @@ def test_durations_are_shown_in_the_largest_exact_unit() -> None:
 @given(st.integers(min_value=1, max_value=2**64))
 def test_what_is_shown_parses_back_to_the_same_duration(seconds: int) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
+
+
+# ---------------------------------------------------------------- token amounts
+
+
+@pytest.mark.parametrize(("text", "units"), [
+    ("5usdc", 5_000_000), ("5 USDC", 5_000_000), ("5.25UsDc", 5_250_000),
+    ("0.000001usdc", 1), ("5000000", 5_000_000), ("0", 0), (" 7 ", 7),
+])
+def test_parse_amount_reads_the_tokens_symbol_and_decimals(text: str, units: int) -> None:
+    assert parse_amount(text, 6, "USDC") == units
+
+
+@pytest.mark.parametrize("text", [
+    "0.0000001usdc", "5.5", "5eth", "5dai", "-5usdc", "+5", "1e6", "0x10", "", "usdc",
+    "5 usdc usdc", "\u0665usdc", f"{2**256}",
+])
+def test_parse_amount_refuses_what_is_not_an_amount_of_this_token(text: str) -> None:
+    with pytest.raises(UnitError):
+        parse_amount(text, 6, "USDC")
+
+
+def test_a_symbol_starting_with_a_digit_still_parses() -> None:
+    assert parse_amount("51inch", 18, "1INCH") == 5 * 10**18
+
+
+def test_a_token_without_symbol_takes_base_units_only() -> None:
+    assert parse_amount("42", 0, None) == 42
+    with pytest.raises(UnitError, match="no symbol"):
+        parse_amount("42usdc", 0, None)
+    assert format_amount(42, 0, None) == "42 base units"
+
+
+@pytest.mark.parametrize("units", [0, 1, 5_000_000, 5_250_000, 123_456_789_012, 2**256 - 1])
+def test_format_amount_reads_back_exactly(units: int) -> None:
+    shown = format_amount(units, 6, "USDC")
+    assert shown.endswith(" USDC")
+    assert parse_amount(shown, 6, "USDC") == units
+
+
+def test_parse_in_and_format_in_keep_ether_units_for_ether() -> None:
+    assert parse_in("1gwei", 18, "ETH") == 10**9
+    assert format_in(10**15, 18, "ETH") == format_eth(10**15)
+    assert parse_in("2tusd", 6, "TUSD") == 2_000_000
+    assert format_in(2_000_000, 6, "TUSD") == "2 TUSD"
