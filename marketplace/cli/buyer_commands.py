@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from marketplace.app.units import parse_wei
+from marketplace.app.units import parse_duration
 from marketplace.cli.config import (
     CommitteeOption,
     ConfigError,
@@ -32,14 +32,22 @@ from marketplace.cli.config import (
     read_committee,
 )
 from marketplace.cli.errors import cli_errors, fail
-from marketplace.cli.owner_commands import DebitArgument, JsonOption, parse_option, withdraw
+from marketplace.cli.owner_commands import (
+    DebitArgument,
+    JsonOption,
+    parse_amount_in,
+    parse_option,
+    read_asset,
+    withdraw,
+)
 from marketplace.cli.render import (
+    asset_amount,
     debit_line,
-    eth_amount,
     note,
     print_debits,
     print_json,
     view_record,
+    when,
 )
 from marketplace.cli.wallet_commands import (
     KeystoreOption,
@@ -52,6 +60,7 @@ if TYPE_CHECKING:
     import httpx
 
     from marketplace.app.buyer import FetchResult, Quote, RequestedDebit
+    from marketplace.chain.tokens import AssetInfo
     from marketplace.documents import PurposeDocument
     from marketplace.keyclient import KeyClient
 
@@ -99,8 +108,18 @@ def request(
         str | None,
         typer.Option(
             "--max-price",
-            help="Refuse to pay more than this in total: 0.05eth, 50gwei, or wei with the "
-            "suffix or as a plain integer (50000000000000000wei).",
+            help="Refuse to pay more than this in total, in the listing's asset: 0.05eth, "
+            "50gwei, or wei with the suffix or as a plain integer (50000000000000000wei); "
+            "for a token listing 20usdc-style (its symbol and decimals) or base units.",
+        ),
+    ] = None,
+    consent_within: Annotated[
+        str | None,
+        typer.Option(
+            "--consent-within",
+            help="The owner must consent within this long (7d, 12h, 30m), counted from the "
+            "chain's time; after it, consent is refused and `buyer cancel` refunds you. "
+            "Default: no deadline.",
         ),
     ] = None,
     rpc: RpcOption = None,
@@ -113,14 +132,22 @@ def request(
     """Pay price x periods into escrow for access to a listing; prints the debit id.
 
     The total is shown before paying and is exactly what is paid: it comes from one
-    read of the listing, and the contract takes nothing but that exact amount. A purpose
-    is sealed to the listing's owner when its document publishes an owner key.
+    read of the listing, and the contract takes nothing but that exact amount (a token
+    listing is paid with a permit of exactly it when the token supports EIP-2612, one
+    transaction, else by approving exactly it). A purpose is sealed to the listing's owner
+    when its document publishes an owner key.
     """
-    from marketplace.app.buyer import BuyerApp, PriceAboveLimit, PriceChanged  # noqa: PLC0415
+    from marketplace.app.buyer import (  # noqa: PLC0415 - web3, only when used
+        BuyerApp,
+        InsufficientTokens,
+        PriceAboveLimit,
+        PriceChanged,
+    )
     from marketplace.documents import parse_purpose_document  # noqa: PLC0415
 
     with cli_errors():
-        limit = None if max_price is None else parse_option("--max-price", max_price, parse_wei)
+        within = None if consent_within is None \
+            else parse_option("--consent-within", consent_within, parse_duration)
         if purpose is not None and purpose_file is not None:
             fail("give --purpose TEXT or --purpose-file FILE, not both")
         details = {"requester": requester, "retention": retention, "contact": contact}
@@ -128,6 +155,9 @@ def request(
             fail("--requester, --retention and --contact describe a purpose: give --purpose "
                  "too")
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
+        paid_in = read_asset(client, client.listing(listing).asset)
+        limit = None if max_price is None \
+            else parse_amount_in("--max-price", max_price, paid_in)
         document: PurposeDocument | None = None
         if purpose_file is not None:
             if any(details.values()):
@@ -141,15 +171,19 @@ def request(
         app = BuyerApp(client, content, wallet, from_block=from_block)
         try:
             requested = app.request(listing, periods, document, limit, not no_seal,
-                                    on_quote=_show_quote)
+                                    on_quote=lambda q: _show_quote(q, paid_in),
+                                    consent_within=within)
         except PriceAboveLimit as e:
-            fail(f"listing {e.listing_id} costs {eth_amount(e.total)} in total, above "
-                 f"--max-price {eth_amount(e.limit)}; nothing was paid")
+            fail(f"listing {e.listing_id} costs {asset_amount(e.total, paid_in)} in total, "
+                 f"above --max-price {asset_amount(e.limit, paid_in)}; nothing was paid")
         except PriceChanged as e:
-            fail(f"listing {e.listing_id}'s price changed from {eth_amount(e.seen)} to "
-                 f"{eth_amount(e.now)} per period while paying; the payment was refused and "
-                 "nothing was paid; run the command again to see the new total")
-        _show_requested(requested)
+            fail(f"listing {e.listing_id}'s price changed from {asset_amount(e.seen, paid_in)} "
+                 f"to {asset_amount(e.now, paid_in)} per period while paying; the payment was "
+                 "refused and nothing was paid; run the command again to see the new total")
+        except InsufficientTokens as e:
+            fail(f"listing {e.listing_id} costs {asset_amount(e.total, paid_in)} in total and "
+                 f"{wallet.address} holds {asset_amount(e.balance, paid_in)}; nothing was sent")
+        _show_requested(requested, paid_in)
     typer.echo(str(requested.debit.debit_id))
 
 
@@ -165,15 +199,22 @@ def _purpose_document(
     return parse_purpose_document(data)
 
 
-def _show_quote(quote: Quote) -> None:
-    note(f"total: {eth_amount(quote.total_wei)} = {quote.periods} period(s) x "
-         f"{eth_amount(quote.price_wei)} (listing {quote.listing_id})")
+def _show_quote(quote: Quote, asset: AssetInfo) -> None:
+    note(f"total: {asset_amount(quote.total_wei, asset)} = {quote.periods} period(s) x "
+         f"{asset_amount(quote.price_wei, asset)} (listing {quote.listing_id})")
 
 
-def _show_requested(requested: RequestedDebit) -> None:
+_PAID_WITH = {"ether": "", "permit": " with a permit (one transaction)",
+              "approve": " after approving exactly that amount"}
+
+
+def _show_requested(requested: RequestedDebit, asset: AssetInfo) -> None:
     quote = requested.quote
-    note(f"paid {eth_amount(quote.total_wei)} for {quote.periods} period(s) of listing "
-         f"{quote.listing_id}")
+    note(f"paid {asset_amount(quote.total_wei, asset)} for {quote.periods} period(s) of "
+         f"listing {quote.listing_id}{_PAID_WITH.get(requested.payment, '')}")
+    if requested.consent_deadline:
+        note(f"the owner must consent by {when(requested.consent_deadline)}; after that "
+             f"`datadebit buyer cancel {requested.debit.debit_id}` refunds you")
     if requested.purpose_cid is not None:
         how = "sealed to the listing's owner" if requested.sealed else "in the clear"
         note(f"purpose stored {how} as {requested.purpose_cid.text} "

@@ -78,8 +78,9 @@ COMMANDS: tuple[Entry, ...] = (
 #: missing here is still looked up in the full tree (slowly). test_startup.py keeps this
 #: equal to the tree.
 CONFIG_KEYS: frozenset[str] = frozenset({
-    "allow-zero-confirmations", "anchor-interval", "approve-rosters", "auto-approve",
-    "buyer", "catalog", "chunk-size", "committee", "config", "confirmations", "contact", "deadline",
+    "allow-zero-confirmations", "anchor-interval", "approve-rosters", "asset", "auto-approve",
+    "buyer", "catalog", "chunk-size", "committee", "config", "confirmations", "consent-within",
+    "contact", "deadline",
     "debit", "describe", "description", "ether", "from-block", "governor", "head-ttl",
     "host", "install-completion", "json", "kdf", "key-file", "keystore", "license",
     "limit", "listing", "market", "max-block-range", "max-lag", "max-pending-age", "max-price",

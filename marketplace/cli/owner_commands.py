@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from marketplace.app.units import UnitError, format_duration, parse_duration, parse_wei
+from marketplace.app.units import (
+    UnitError,
+    format_duration,
+    parse_duration,
+    parse_in,
+    parse_wei,
+)
 from marketplace.cli.config import (
     FromBlockOption,
     MarketOption,
@@ -27,8 +33,8 @@ from marketplace.cli.config import (
 )
 from marketplace.cli.errors import cli_errors, fail
 from marketplace.cli.render import (
+    asset_amount,
     debit_line,
-    eth_amount,
     listing_record,
     note,
     print_inbox,
@@ -46,6 +52,8 @@ from marketplace.cli.wallet_commands import (
 if TYPE_CHECKING:
     from marketplace.app.owner import OwnerApp
     from marketplace.app.progress import Stages
+    from marketplace.chain.market import MarketClient
+    from marketplace.chain.tokens import AssetInfo
     from marketplace.documents import ListingDocument
     from storage.progress import Progress
 
@@ -56,7 +64,13 @@ owner_app = typer.Typer(
 
 DebitArgument = Annotated[int, typer.Argument(min=1, help="Debit id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-PRICE_HELP = "Price per period: 0.01eth, 1000000gwei, or wei (a plain integer)."
+PRICE_HELP = ("Price per period in the listing's asset: 0.01eth, 1000000gwei or wei (a plain "
+              "integer); with --asset, 5usdc-style (the token's symbol and decimals) or "
+              "base units (a plain integer).")
+ASSET_HELP = ("An ERC-20 token's address: buyers pay in it (default: ether). Fixed for the "
+              "listing's life.")
+#: `0x` and 40 hex digits: what --asset takes (checked before any chain call)
+_ADDRESS_LENGTH = 42
 PERIOD_HELP = "Period length: 1d, 12h, 30m, 90s, or seconds (a plain integer)."
 
 
@@ -70,6 +84,32 @@ def parse_option(option: str, text: str, parse: Callable[[str], int]) -> int:
         return parse(text)
     except UnitError as e:
         fail(f"{option} {e}")
+
+
+def asset_option(text: str | None) -> str | None:
+    """--asset: None (ether) or a well-formed address; the chain says if it is a token."""
+    if text is None:
+        return None
+    body = text.removeprefix("0x").removeprefix("0X")
+    if len(text) != _ADDRESS_LENGTH or len(body) != _ADDRESS_LENGTH - 2 or any(
+        c not in "0123456789abcdefABCDEF" for c in body
+    ):
+        fail(f"--asset {text[:50]!r} is not an address: give the token contract's 0x... "
+             "address (40 hex digits), or leave --asset out for ether")
+    return "0x" + body
+
+
+def read_asset(client: MarketClient, asset: str | None) -> AssetInfo:
+    """The asset's symbol and decimals (ether's without a chain call)."""
+    from marketplace.chain.tokens import asset_info  # noqa: PLC0415 - web3, only when used
+
+    return asset_info(client.w3, asset)
+
+
+def parse_amount_in(option: str, text: str, asset: AssetInfo) -> int:
+    """An amount of `asset` given as `option` (its symbol and decimals, or base units)."""
+    return parse_option(option, text,
+                        lambda t: parse_in(t, asset.decimals, asset.symbol))
 
 
 def owner_app_for(
@@ -119,6 +159,7 @@ def create_listing(
             help="Debits start at once, or wait for `owner consent`.",
         ),
     ] = False,
+    asset: Annotated[str | None, typer.Option("--asset", help=ASSET_HELP)] = None,
     describe: Annotated[
         Path | None,
         typer.Option("--describe", dir_okay=False,
@@ -157,29 +198,34 @@ def create_listing(
     from marketplace.app.owner import OwnerApp, file_sha256  # noqa: PLC0415
 
     with cli_errors():
-        price_wei = parse_option("--price", price, parse_wei)
+        token = asset_option(asset)
+        # ether prices are checked before the chain is reached; a token's need its decimals
+        price_units = parse_option("--price", price, parse_wei) if token is None else 0
         seconds = parse_option("--period", period, parse_duration)
         document = listing_document(describe, title, description, tags or [], license_text,
                                     terms_file if title is not None else None)
         if document is not None and metadata_uri is not None:
             fail("--metadata-uri is set by the listing document (ipfs://CID): drop one")
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
+        paid_in = read_asset(client, token)
+        if token is not None:
+            price_units = parse_amount_in("--price", price, paid_in)
         # a bare listing needs no store: only one with a document opens it
         content = open_store(store) if document is not None else None
         app = OwnerApp(client, content, wallet)
         bare_terms = file_sha256(terms_file) if terms_file is not None and document is None \
             else None
         created = app.create_listing(
-            price_wei, seconds, auto_approve, document,
+            price_units, seconds, auto_approve, document,
             None if document is not None else metadata_uri or "",
-            terms_hash_override=bare_terms,
+            terms_hash_override=bare_terms, asset=token,
         )
     approval = "auto-approved" if auto_approve else "owner consent"
     if created.document_cid is not None:
         note(f"listing document stored as {created.metadata_uri} "
              "(with your owner key: buyers can seal their purposes to you)")
     note(f"listing {created.listing_id} created by {wallet.address}: "
-         f"{eth_amount(price_wei)} per {format_duration(seconds)} ({approval}; "
+         f"{asset_amount(price_units, paid_in)} per {format_duration(seconds)} ({approval}; "
          f"tx {created.tx_hash})")
     typer.echo(str(created.listing_id))
 
@@ -235,12 +281,15 @@ def inbox(
     with cli_errors():
         app = owner_app_for(rpc, market, store, keystore, passphrase_file, from_block)
         pending = app.inbox()
+        listed = {int(r.debit.listing_id) for r in pending}
+        assets = {i: read_asset(app.market, app.market.listing(i).asset) for i in listed}
     if json_out:
-        print_json([request_record(r) for r in pending])
+        print_json([{**request_record(r), "asset": assets[r.debit.listing_id].address}
+                    for r in pending])
     elif not pending:
         note(f"no requests waiting for {app.address}'s consent")
     else:
-        print_inbox(pending)
+        print_inbox(pending, assets)
 
 
 def _decision(
@@ -307,26 +356,35 @@ def claim(
     with cli_errors():
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
         paid = OwnerApp(client, None, wallet).claim(debits)
-    note(f"claimed {eth_amount(paid.amount)}; market balance now {eth_amount(paid.balance)} "
-         "(`owner withdraw`)")
+        paid_in = read_asset(client, paid.asset)
+    more = "" if paid_in.is_ether else f" --asset {paid_in.address}"
+    note(f"claimed {asset_amount(paid.amount, paid_in)}; market balance now "
+         f"{asset_amount(paid.balance, paid_in)} (`owner withdraw{more}`)")
     typer.echo(str(paid.amount))
 
 
 @owner_app.command("withdraw")
 def withdraw(
+    asset: Annotated[
+        str | None,
+        typer.Option("--asset", help="Withdraw the balance in this ERC-20 token (balances "
+                                     "are kept per asset; default: ether)."),
+    ] = None,
     rpc: RpcOption = None,
     market: MarketOption = None,
     keystore: KeystoreOption = None,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
-    """Pay your credited market balance (earnings, or a buyer's refunds) out to your wallet;
-    prints the wei withdrawn."""
+    """Pay your credited market balance (earnings, or a buyer's refunds) in one asset out
+    to your wallet; prints the amount withdrawn (wei, or the token's base units)."""
     from marketplace.app.owner import withdraw as pay_out  # noqa: PLC0415 - name clash
 
     with cli_errors():
+        token = asset_option(asset)
         client, wallet = market_and_wallet(rpc, market, keystore, passphrase_file)
-        paid = pay_out(client, wallet)
-    note(f"withdrew {eth_amount(paid.amount)} to {wallet.address}")
+        paid_in = read_asset(client, token)
+        paid = pay_out(client, wallet, token)
+    note(f"withdrew {asset_amount(paid.amount, paid_in)} to {wallet.address}")
     typer.echo(str(paid.amount))
 
 
@@ -348,7 +406,8 @@ def list_listings(
     with cli_errors():
         client = open_market(rpc, market)
         who = address_or_wallet(owner, "--owner", keystore, passphrase_file)
-        records = [listing_record(v) for v in listings_of(client, who, from_block)]
+        records = [listing_record(v, read_asset(client, v.listing.asset))
+                   for v in listings_of(client, who, from_block)]
     if json_out:
         print_json(records)
     elif not records:

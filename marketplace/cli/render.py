@@ -1,6 +1,7 @@
 """Showing listings, debits and requests: rich tables for people, JSON for scripts (both
 on stdout); notes about what happened go to stderr so stdout stays parseable. Amounts are
-shown in ETH and periods as durations in tables; JSON keeps wei and seconds."""
+shown in the listing's asset (ETH, or a token's symbol and decimals) and periods as
+durations in tables; JSON keeps base units (wei) and seconds."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.app.units import format_duration, format_eth
+from marketplace.app.units import format_duration, format_eth, format_in
 from marketplace.chain.types import Debit, DebitState
 
 if TYPE_CHECKING:
     from marketplace.app.owner import PendingRequest
     from marketplace.app.reads import DebitView, ListingView
+    from marketplace.chain.tokens import AssetInfo
 
 
 def note(message: str) -> None:
@@ -30,6 +32,30 @@ def note(message: str) -> None:
 def eth_amount(wei: int) -> str:
     """`0.003 ETH (3000000000000000 wei)`: exact, no float anywhere."""
     return f"{format_eth(wei)} ({wei} wei)"
+
+
+def asset_amount(units: int, asset: AssetInfo) -> str:
+    """`5.25 TUSD (5250000 base units)` for a token, `eth_amount` for ether: exact."""
+    if asset.is_ether:
+        return eth_amount(units)
+    if asset.symbol is None:
+        return f"{units} base units of token {asset.address}"
+    return f"{format_in(units, asset.decimals, asset.symbol)} ({units} base units)"
+
+
+def asset_fields(asset: AssetInfo) -> dict[str, Any]:
+    """How a record's amounts are written, for JSON and for the tables."""
+    return {"asset": asset.address, "asset_symbol": asset.symbol,
+            "asset_decimals": asset.decimals}
+
+
+def _shown(units: int, record: dict[str, Any]) -> str:
+    """An amount of a record that may name its asset (`asset_fields`); ether otherwise."""
+    if "asset_decimals" not in record:
+        return format_eth(units)
+    if record["asset_symbol"] is None:
+        return f"{units} units"
+    return format_in(units, record["asset_decimals"], record["asset_symbol"])
 
 
 def when(timestamp: int) -> str:
@@ -74,8 +100,10 @@ def view_record(view: DebitView) -> dict[str, Any]:
     return debit_record(view.debit, claimable=view.claimable)
 
 
-def listing_record(view: ListingView) -> dict[str, Any]:
+def listing_record(view: ListingView, asset: AssetInfo | None = None) -> dict[str, Any]:
+    """A listing and its debits; with `asset`, each says how its amounts are written."""
     listing = view.listing
+    named = {} if asset is None else asset_fields(asset)
     return {
         "listing": listing.listing_id,
         "owner": listing.owner,
@@ -85,7 +113,8 @@ def listing_record(view: ListingView) -> dict[str, Any]:
         "auto_approve": listing.auto_approve,
         "open": listing.open,
         "metadata_uri": view.created.metadata_uri,
-        "debits": [view_record(d) for d in view.debits],
+        **named,
+        "debits": [{**view_record(d), **named} for d in view.debits],
     }
 
 
@@ -117,10 +146,10 @@ def print_debits(title: str, records: Sequence[dict[str, Any]]) -> None:
     for r in records:
         row = [
             str(r["debit"]), str(r["listing"]), r["buyer"], r["state"], when(r["start"]),
-            when(r["end"]), format_eth(r["amount"]), format_eth(r["settled"]),
+            when(r["end"]), _shown(r["amount"], r), _shown(r["settled"], r),
         ]
         if has_claimable:
-            row.append(format_eth(r["claimable"]) if "claimable" in r else "")
+            row.append(_shown(r["claimable"], r) if "claimable" in r else "")
         table.add_row(*row)
     _console().print(table)
 
@@ -131,7 +160,7 @@ def print_listings(records: Sequence[dict[str, Any]]) -> None:
         table.add_column(column)
     for r in records:
         table.add_row(
-            str(r["listing"]), format_eth(r["price_per_period"]),
+            str(r["listing"]), _shown(r["price_per_period"], r),
             format_duration(r["period_seconds"]), str(r["versions"]),
             "auto" if r["auto_approve"] else "consent", "yes" if r["open"] else "no",
         )
@@ -141,15 +170,21 @@ def print_listings(records: Sequence[dict[str, Any]]) -> None:
         print_debits("debits on these listings", debits)
 
 
-def print_inbox(requests: Sequence[PendingRequest]) -> None:
-    """Each pending request as a block: who asks, what they pay, and their purpose in
-    their words (verified against the on-chain hash), or why it cannot be shown."""
+def print_inbox(
+    requests: Sequence[PendingRequest], assets: dict[int, AssetInfo] | None = None
+) -> None:
+    """Each pending request as a block: who asks, what they pay (in the listing's asset,
+    `assets` by listing id; ether when absent), and their purpose in their words
+    (verified against the on-chain hash), or why it cannot be shown."""
     out = _console()
     for request in requests:
         debit = request.debit
+        asset = (assets or {}).get(debit.listing_id)
+        paid = format_eth(debit.amount) if asset is None \
+            else _shown(debit.amount, asset_fields(asset))
         out.print(
             f"[bold]debit {debit.debit_id}[/] on listing {debit.listing_id}: "
-            f"{debit.buyer} pays {format_eth(debit.amount)} for {request.periods} period(s)",
+            f"{debit.buyer} pays {paid} for {request.periods} period(s)",
             markup=True, highlight=False,
         )
         for line in purpose_lines(request):
