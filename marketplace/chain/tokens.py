@@ -121,15 +121,20 @@ def asset_info(w3: Web3, asset: str | None) -> AssetInfo:
         token = w3.eth.contract(address=address, abi=ERC20_ABI)
         raw_symbol = _optional_view(token.functions.symbol())
         raw_decimals = _optional_view(token.functions.decimals())
-        symbol = raw_symbol if isinstance(raw_symbol, str) else None
-        decimals = raw_decimals if isinstance(raw_decimals, int) else 0
-        if symbol is not None and (_SAFE_SYMBOL.fullmatch(symbol) is None
-                                   or symbol.lower() in ("eth", "ether", "gwei", "wei")):
-            symbol = None
-        if symbol is None or decimals > MAX_DECIMALS:
-            symbol, decimals = None, 0
-        _cache[key] = AssetInfo(address, symbol, decimals)
+        _cache[key] = shown_asset(address, raw_symbol, raw_decimals)
     return _cache[key]
+
+
+def shown_asset(address: str, symbol: object, decimals: object) -> AssetInfo:
+    """How a token is shown, from what its `symbol()` and `decimals()` answered (None:
+    nothing): a symbol that could forge output or pass for ether, or an absurd number of
+    decimals, leaves base units only."""
+    safe = isinstance(symbol, str) and _SAFE_SYMBOL.fullmatch(symbol) is not None \
+        and symbol.lower() not in ("eth", "ether", "gwei", "wei")
+    if not safe or not isinstance(decimals, int) or not 0 <= decimals <= MAX_DECIMALS:
+        return AssetInfo(address, None, 0)
+    assert isinstance(symbol, str)
+    return AssetInfo(address, symbol, decimals)
 
 
 def supports_permit(w3: Web3, asset: str, owner: str) -> bool:

@@ -15,7 +15,7 @@ from web3.contract import Contract
 from marketplace.app.buyer import InsufficientTokens, PriceAboveLimit, PriceChanged
 from marketplace.app.owner import MixedAssets, OwnerApp
 from marketplace.chain.errors import ConsentDeadlinePassed, NotDebitBuyer
-from marketplace.chain.tokens import ETHER_INFO, asset_info, token_balance
+from marketplace.chain.tokens import ETHER_INFO, asset_info, shown_asset, token_balance
 from marketplace.chain.types import ETHER, DebitState
 from marketplace.localnet import LocalNetwork
 from tests.app.conftest import buyer_app
@@ -167,3 +167,15 @@ def test_owner_claims_per_asset_and_withdraws_the_token(
     assert token_balance(net.market.w3, tusd.address, owner.address) == PRICE
     with pytest.raises(NotDebitBuyer):  # the debit stays the buyer's
         buyer_app(net).cancel(token_debit.debit.debit_id)
+
+
+@pytest.mark.parametrize(("symbol", "decimals"), [
+    ("USD\nerror: forged", 6), ("\x1b[2JUSD", 6), ("ETH", 18), ("gwei", 9), ("", 6),
+    ("A" * 17, 6), (None, 6), ("USDC", 37), ("USDC", None), (b"MKR", 18),
+])
+def test_a_token_symbol_that_could_forge_output_or_pass_for_ether_is_not_used(
+    symbol: object, decimals: object
+) -> None:
+    shown = shown_asset(ETHER.replace("0x00", "0x11", 1), symbol, decimals)
+    assert (shown.symbol, shown.decimals) == (None, 0)
+    assert shown_asset("0x" + "11" * 20, "USDC.e", 6).symbol == "USDC.e"
