@@ -1,13 +1,15 @@
 """Random sequences of market actions by several actors, checked step by step against a
-Python model of listings, debits and the streaming escrow.
+Python model of listings, debits and the streaming escrow, in three assets at once: ether,
+an OpenZeppelin ERC20Permit token and a USDT-style token whose `transfer`s return nothing.
 
 Every action is predicted by the model first: either the exact custom error (with its
 arguments) the contract must revert with, or the exact events it must emit. After every
 step the chain must agree with the model on each debit, each credited balance and the
-market's ether, and the escrow invariant must hold:
+market's holdings, and the escrow invariant must hold for every asset on its own:
 
-    contract balance == sum of credited balances + sum of (amount - settled) over debits
-                     == ether paid in by requests - ether paid out by withdrawals.
+    held (ether balance, or the token's balanceOf(market))
+        == sum of credited balances + sum of (amount - settled) over the asset's debits
+        == paid in by requests - paid out by withdrawals (both in that asset).
 
 The clock is deterministic, so the model knows each transaction's `block.timestamp`
 before sending it: on eth-tester every block is one second after the previous one; on
@@ -35,6 +37,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from web3.contract import Contract
 
 from marketplace.chain.errors import (
     ContractRevert,
@@ -62,28 +65,40 @@ from marketplace.chain.events import (
     MarketEvent,
     Withdrawn,
 )
-from marketplace.chain.types import Debit, DebitState, Sent
+from marketplace.chain.types import ETHER, Debit, DebitState, Sent
 from tests.chain.conftest import (
     BUYER_KEY,
     PURPOSE,
     ChainEnv,
+    CompiledContract,
     accrued,
     block_time,
+    deploy_contract,
     eth_balance,
-    events_of,
     gas_cost,
+    receipt_of,
+    send_call,
 )
 
 REQUESTED, ACTIVE = DebitState.REQUESTED, DebitState.ACTIVE
 REJECTED, CANCELLED, REVOKED = DebitState.REJECTED, DebitState.CANCELLED, DebitState.REVOKED
 
-#: (owner actor, price per period, period seconds, auto-approve) of the listings every
-#: example starts from; listing id len + 1 never exists.
+#: The assets listings are priced in: ether, then the test tokens of these contracts
+#: (tests/chain/contracts/TestTokens.sol), deployed per test.
+ETH, PERMIT, NO_RETURN = 0, 1, 2
+TOKENS = ["PermitToken", "NoReturnToken"]
+#: Tokens minted to (and approved to the market by) every actor: more than any example pays.
+MINTED = 10**30
+
+#: (owner actor, price per period, period seconds, auto-approve, asset) of the listings
+#: every example starts from; listing id len + 1 never exists.
 LISTINGS = [
-    (0, 1_000_003, 60, True),
-    (0, 777_777, 45, False),
-    (1, 10**15 + 1, 100, False),
-    (1, 5, 7, True),
+    (0, 1_000_003, 60, True, ETH),
+    (0, 777_777, 45, False, PERMIT),
+    (1, 10**15 + 1, 100, False, NO_RETURN),
+    (1, 5, 7, True, PERMIT),
+    (1, 999, 30, False, ETH),
+    (0, 4_001, 20, True, NO_RETURN),
 ]
 UNKNOWN_LISTING = len(LISTINGS) + 1
 PRICES = [0, 3, 1_000_003, 10**15 + 7]
@@ -99,6 +114,7 @@ class ListingModel:
     price: int
     period: int
     auto: bool
+    asset: int
     open: bool = True
 
 
@@ -116,9 +132,9 @@ class DebitModel:
 
 @dataclass
 class Ledger:
-    """Ether of one actor as the market sees it."""
+    """One asset of one actor as the market sees it."""
 
-    paid_in: int = 0  # msg.value of its requests
+    paid_in: int = 0  # what its requests paid (msg.value, or the tokens pulled)
     refunded: int = 0  # refunds credited to it (reject, cancel, revoke)
     earned: int = 0  # earnings credited to it (claim, revoke)
     paid_out: int = 0  # withdrawn
@@ -129,16 +145,26 @@ class Ledger:
 class Model:
     listings: dict[int, ListingModel]
     debits: dict[int, DebitModel] = field(default_factory=dict)
-    ledgers: list[Ledger] = field(default_factory=lambda: [Ledger() for _ in range(4)])
+    #: ledgers[actor][asset]
+    ledgers: list[list[Ledger]] = field(
+        default_factory=lambda: [[Ledger() for _ in range(1 + len(TOKENS))] for _ in range(4)])
 
-    def escrow(self) -> int:
-        return sum(d.amount - d.settled for d in self.debits.values())
+    def escrow(self, asset: int) -> int:
+        return sum(d.amount - d.settled for i, d in self.debits.items()
+                   if self.asset_of(i) == asset)
 
-    def credited(self) -> int:
-        return sum(ledger.credit for ledger in self.ledgers)
+    def credited(self, asset: int) -> int:
+        return sum(ledgers[asset].credit for ledgers in self.ledgers)
 
     def owner_of(self, debit_id: int) -> int:
         return self.listings[self.debits[debit_id].listing].owner
+
+    def asset_of(self, debit_id: int) -> int:
+        return self.listings[self.debits[debit_id].listing].asset
+
+    def ledger(self, actor: int, debit_id: int) -> Ledger:
+        """The actor's ledger in the debit's asset."""
+        return self.ledgers[actor][self.asset_of(debit_id)]
 
 
 Expected = tuple[type[ContractRevert], dict[str, Any]]
@@ -148,12 +174,24 @@ def _no_ref(event: MarketEvent) -> MarketEvent:
     return dataclasses.replace(event, ref=None)  # type: ignore[arg-type]
 
 
+def _market_events(env: ChainEnv, sent: Sent[Any]) -> list[MarketEvent]:
+    """The market's own events of a transaction (a token's Transfer logs skipped)."""
+    return [env.market.decoder.decode(log) for log in receipt_of(env, sent)["logs"]
+            if log["address"] == env.market.address]
+
+
 def _state_machine(
-    env: ChainEnv, actors: list[LocalAccount], tick: int
+    env: ChainEnv, actors: list[LocalAccount], tick: int, tokens: list[Contract]
 ) -> type[RuleBasedStateMachine]:
     """The machine; each transaction is mined `tick` seconds after the latest block."""
     market = env.market
     addr = [a.address for a in actors]
+    asset_addr = [ETHER, *(t.address for t in tokens)]
+
+    def holdings(asset: int, address: str) -> int:
+        if asset == ETH:
+            return eth_balance(env, address)
+        return int(tokens[asset - 1].functions.balanceOf(address).call())
 
     class MarketMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -187,7 +225,7 @@ def _state_machine(
             sent = action()
             assert block_time(env, sent) == at
             expected = apply(at)
-            assert [_no_ref(e) for e in events_of(env, sent)] == expected
+            assert [_no_ref(e) for e in _market_events(env, sent)] == expected
             return sent
 
         def _actor(self, data: st.DataObject, preferred: int | None) -> int:
@@ -210,7 +248,7 @@ def _state_machine(
             refund = debit.amount - debit.settled
             debit.settled = debit.amount
             debit.state = outcome
-            ledger = self.model.ledgers[debit.buyer]
+            ledger = self.model.ledger(debit.buyer, debit_id)
             ledger.refunded += refund
             ledger.credit += refund
             return refund
@@ -223,7 +261,8 @@ def _state_machine(
             self._request(2, 1, 2, 0, False)
             self._request(3, 3, 1, 0, False)
 
-        @rule(actor=st.sampled_from([2, 3, 2, 3, 0, 1]), listing_id=st.integers(1, 4),
+        @rule(actor=st.sampled_from([2, 3, 2, 3, 0, 1]),
+              listing_id=st.integers(1, len(LISTINGS)),
               periods=st.integers(1, 4), data=st.data())
         def request(self, actor: int, listing_id: int, periods: int, data: st.DataObject
                     ) -> None:
@@ -240,7 +279,10 @@ def _state_machine(
                      zero_key: bool) -> None:
             listing = self.model.listings.get(listing_id)
             amount = listing.price * periods if listing else 0
-            value = max(0, amount + delta)
+            # ether: the price (give or take `delta`); a token: no ether (or a stray wei)
+            ether = listing is None or listing.asset == ETH
+            expected = amount if ether else 0
+            value = max(0, expected + delta)
             error: Expected | None = None
             if listing is None:
                 error = UnknownListing, {"listingId": listing_id}
@@ -250,8 +292,8 @@ def _state_machine(
                 error = ZeroPeriods, {}
             elif zero_key:
                 error = ZeroBuyerKey, {}
-            elif value != amount:
-                error = WrongPayment, {"expected": amount, "sent": value}
+            elif value != expected:
+                error = WrongPayment, {"expected": expected, "sent": value}
 
             def apply(at: int) -> list[MarketEvent]:
                 assert listing is not None
@@ -261,17 +303,22 @@ def _state_machine(
                 self.model.debits[debit_id] = DebitModel(
                     listing_id, actor, ACTIVE if listing.auto else REQUESTED, start, end,
                     duration, amount)
-                self.model.ledgers[actor].paid_in += value
+                self.model.ledgers[actor][listing.asset].paid_in += amount
                 return [DebitRequested(None, debit_id, listing_id, addr[actor], periods,  # type: ignore[arg-type]
                                        amount, BUYER_KEY, PURPOSE, listing.auto, start, end)]
 
             label = "request (auto)" if listing and listing.auto else "request (manual)"
+            if listing is not None:
+                label += f" asset {listing.asset}"
+            before = holdings(listing.asset, addr[actor]) if listing and not ether else 0
             sent = self._send(label, error, lambda: market.request_debit(
                 actors[actor], listing_id, periods=periods,
                 buyer_key=bytes(32) if zero_key else BUYER_KEY, purpose_hash=PURPOSE,
                 value=value), apply)
             if sent is not None:
                 assert sent.value == len(self.model.debits)
+                if listing is not None and not ether:  # exactly the price was pulled
+                    assert before - holdings(listing.asset, addr[actor]) == amount
 
         @precondition(lambda self: self.model.debits)
         @rule(data=st.data())
@@ -347,10 +394,10 @@ def _state_machine(
                 total = accrued(debit.amount, debit.start, debit.end, at)
                 earned, refund = total - debit.settled, debit.amount - total
                 debit.settled, debit.state = debit.amount, REVOKED
-                owner = self.model.ledgers[actor]
+                owner = self.model.ledger(actor, debit_id)
                 owner.earned += earned
                 owner.credit += earned
-                buyer = self.model.ledgers[debit.buyer]
+                buyer = self.model.ledger(debit.buyer, debit_id)
                 buyer.refunded += refund
                 buyer.credit += refund
                 return [DebitRevoked(None, debit_id, debit.listing, earned, refund)]  # type: ignore[arg-type]
@@ -432,35 +479,43 @@ def _state_machine(
                     due = accrued(debit.amount, debit.start, debit.end, at) - debit.settled
                     if due:
                         debit.settled += due
+                        ledger = self.model.ledger(actor, debit_id)  # in the debit's asset
+                        ledger.earned += due
+                        ledger.credit += due
                         events.append(EarningsClaimed(None, debit_id, addr[actor], due))  # type: ignore[arg-type]
-                ledger = self.model.ledgers[actor]
-                ledger.earned += total
-                ledger.credit += total
                 return events
 
             sent = self._send("claim", error, lambda: market.claim(actors[actor], ids), apply)
             if sent is not None:
                 assert sent.value == total
 
-        @precondition(lambda self: any(ledger.credit for ledger in self.model.ledgers))
+        @precondition(lambda self: any(ledger.credit for ledgers in self.model.ledgers
+                                       for ledger in ledgers))
         @rule(data=st.data())
         def withdraw(self, data: st.DataObject) -> None:
-            owed = [i for i, ledger in enumerate(self.model.ledgers) if ledger.credit]
-            actor = self._actor(data, data.draw(st.sampled_from(owed), label="owed"))
-            ledger = self.model.ledgers[actor]
+            """Mostly an actor with a credit in the asset; sometimes anyone, in any asset."""
+            owed_pairs = [(i, a) for i, ledgers in enumerate(self.model.ledgers)
+                          for a, ledger in enumerate(ledgers) if ledger.credit]
+            preferred, asset = data.draw(st.sampled_from(owed_pairs), label="owed")
+            actor = self._actor(data, preferred)
+            if data.draw(st.integers(0, 4), label="stray asset") == 0:
+                asset = data.draw(st.sampled_from([ETH, PERMIT, NO_RETURN]), label="asset")
+            ledger = self.model.ledgers[actor][asset]
             owed = ledger.credit
             error: Expected | None = (NothingToWithdraw, {}) if owed == 0 else None
-            before = eth_balance(env, addr[actor])
+            before = holdings(asset, addr[actor])
 
             def apply(at: int) -> list[MarketEvent]:
                 ledger.paid_out += owed
                 ledger.credit = 0
-                return [Withdrawn(None, addr[actor], owed)]  # type: ignore[arg-type]
+                return [Withdrawn(None, addr[actor], owed, asset_addr[asset])]  # type: ignore[arg-type]
 
-            sent = self._send("withdraw", error, lambda: market.withdraw(actors[actor]), apply)
+            sent = self._send(f"withdraw asset {asset}", error,
+                              lambda: market.withdraw(actors[actor], asset_addr[asset]), apply)
             if sent is not None:
                 assert sent.value == owed
-                assert eth_balance(env, addr[actor]) - before == owed - gas_cost(env, sent)
+                gas = gas_cost(env, sent) if asset == ETH else 0
+                assert holdings(asset, addr[actor]) - before == owed - gas
 
         @rule(seconds=st.sampled_from([1, 20, 300, 1_000, 5_000]))
         def time_passes(self, seconds: int) -> None:
@@ -471,18 +526,22 @@ def _state_machine(
 
         @invariant()
         def escrow_balances(self) -> None:
+            """Per asset: held == credited + unsettled == paid in - paid out."""
             model = self.model
-            held = market.contract_balance()
-            assert held == model.credited() + model.escrow()
-            paid_in = sum(ledger.paid_in for ledger in model.ledgers)
-            paid_out = sum(ledger.paid_out for ledger in model.ledgers)
-            assert held == paid_in - paid_out
-            for actor, ledger in enumerate(model.ledgers):
-                assert market.balance_of(addr[actor]) == ledger.credit
-                # nobody takes out more than they put in plus what they earned
-                assert ledger.refunded <= ledger.paid_in
-                assert ledger.paid_out + ledger.credit == ledger.refunded + ledger.earned
-                assert ledger.paid_out <= ledger.paid_in + ledger.earned
+            for asset, address in enumerate(asset_addr):
+                held = market.contract_balance(address)
+                assert held == holdings(asset, market.address)
+                assert held == model.credited(asset) + model.escrow(asset)
+                paid_in = sum(ledgers[asset].paid_in for ledgers in model.ledgers)
+                paid_out = sum(ledgers[asset].paid_out for ledgers in model.ledgers)
+                assert held == paid_in - paid_out
+                for actor, ledgers in enumerate(model.ledgers):
+                    ledger = ledgers[asset]
+                    assert market.balance_of(addr[actor], address) == ledger.credit
+                    # nobody takes out more than they put in plus what they earned
+                    assert ledger.refunded <= ledger.paid_in
+                    assert ledger.paid_out + ledger.credit == ledger.refunded + ledger.earned
+                    assert ledger.paid_out <= ledger.paid_in + ledger.earned
 
         @invariant()
         def debits_match(self) -> None:
@@ -516,16 +575,24 @@ def tick(env: ChainEnv) -> Iterator[int]:
         env.dev._rpc("anvil_removeBlockTimestampInterval", [])
 
 
-def test_market_matchesModel_underRandomActions(env: ChainEnv, tick: int) -> None:
+def test_market_matchesModel_underRandomActions(
+    env: ChainEnv, tick: int, helper_contracts: dict[str, CompiledContract]
+) -> None:
     a = env.actors
     actors = [a.owner, a.stranger, a.buyer, a.other_buyer]
-    for owner, price, period, auto in LISTINGS:
+    tokens = [deploy_contract(env, helper_contracts[name]) for name in TOKENS]
+    for token in tokens:
+        for actor in actors:
+            send_call(env, a.deployer, token.functions.mint(actor.address, MINTED))
+            send_call(env, actor, token.functions.approve(env.market.address, MINTED))
+    assets = [ETHER, *(t.address for t in tokens)]
+    for owner, price, period, auto, asset in LISTINGS:
         env.market.create_listing(actors[owner], price_per_period=price, period_seconds=period,
-                                  auto_approve=auto)
+                                  auto_approve=auto, asset=assets[asset])
     assert env.market.listing_count() == len(LISTINGS)
     max_examples, steps = BUDGETS[env.backend]
     run_state_machine_as_test(
-        _state_machine(env, actors, tick),
+        _state_machine(env, actors, tick, tokens),
         settings=settings(max_examples=max_examples, stateful_step_count=steps, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow]),
     )
