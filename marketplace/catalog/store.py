@@ -28,7 +28,14 @@ from marketplace.chain.events import (
     MarketEvent,
     VersionPublished,
 )
-from marketplace.chain.watcher import Cursor, LogKey
+from marketplace.chain.watcher import (
+    Cursor,
+    LogKey,
+    advance_cursor,
+    read_cursor,
+    read_seen_blocks,
+    rewind_cursor,
+)
 from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from storage.cid import Cid
 from storage.errors import InvalidCid
@@ -36,8 +43,8 @@ from storage.errors import InvalidCid
 #: The layout below; a catalog written by another layout is refused (rebuild it: the
 #: indexer replays the chain).
 SCHEMA_VERSION = 1
-#: How many recent block hashes to keep for finding a reorg's common ancestor.
-SEEN_BLOCKS_KEPT = 256
+#: The prefix of the watcher's bookkeeping tables (cursor, seen blocks) in this store.
+_PREFIX = "catalog_"
 #: Logs recorded per transaction.
 LOGS_PER_TRANSACTION = 500
 #: Document statuses besides the loader's `DocumentError.reason` codes.
@@ -230,16 +237,11 @@ class CatalogStore:
 
     def cursor(self) -> Cursor | None:
         with self.db.read() as tx:
-            row = tx.one("SELECT block_number, block_hash FROM catalog_cursor WHERE id = 1")
-        return Cursor(row[0], row[1]) if row else None
+            return read_cursor(tx, _PREFIX)
 
     def seen_blocks(self) -> list[Cursor]:
         with self.db.read() as tx:
-            rows = tx.all(
-                "SELECT block_number, block_hash FROM catalog_seen_blocks "
-                "ORDER BY block_number DESC"
-            )
-        return [Cursor(n, h) for n, h in rows]
+            return read_seen_blocks(tx, _PREFIX)
 
     def rewind_to(self, ancestor: int) -> None:
         """Forget everything derived from blocks after `ancestor`: listings created
@@ -259,7 +261,7 @@ class CatalogStore:
             )]
             for table in (
                 "catalog_listing_history", "catalog_processed_logs", "catalog_versions",
-                "catalog_debits", "catalog_seen_blocks",
+                "catalog_debits",
             ):
                 tx.execute(f"DELETE FROM {table} WHERE block_number > ?", (ancestor,))  # noqa: S608
             for listing_id in updated:
@@ -274,12 +276,7 @@ class CatalogStore:
                         "WHERE listing_id = ?",
                         (*latest, listing_id),
                     )
-            row = tx.one(
-                "SELECT block_hash FROM catalog_seen_blocks WHERE block_number = ?", (ancestor,)
-            )
-            tx.execute("DELETE FROM catalog_cursor")
-            if row is not None:
-                tx.execute("INSERT INTO catalog_cursor VALUES (1, ?, ?)", (ancestor, row[0]))
+            rewind_cursor(tx, ancestor, _PREFIX)
 
     def apply_logs(
         self,
@@ -301,7 +298,7 @@ class CatalogStore:
                         _apply(tx, event)
                     fresh.append(key)
                 if n == len(chunks) - 1:
-                    _advance(tx, new_cursor)
+                    advance_cursor(tx, new_cursor, _PREFIX)
         return fresh
 
     # ---------------------------------------------------------------- documents
@@ -573,16 +570,6 @@ def _history(
         "INSERT INTO catalog_listing_history VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (listing_id, block, log_index, key, int(auto), int(is_open)),
     )
-
-
-def _advance(tx: Tx, cursor: Cursor) -> None:
-    tx.execute("DELETE FROM catalog_cursor")
-    tx.execute("INSERT INTO catalog_cursor VALUES (1, ?, ?)",
-               (cursor.block_number, cursor.block_hash))
-    tx.execute("INSERT INTO catalog_seen_blocks VALUES (?, ?) ON CONFLICT DO NOTHING",
-               (cursor.block_number, cursor.block_hash))
-    tx.execute("DELETE FROM catalog_seen_blocks WHERE block_number < ?",
-               (cursor.block_number - SEEN_BLOCKS_KEPT,))
 
 
 def _cid_text(cid: bytes) -> str:

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeAlias, TypeVar
 
 from web3.exceptions import BlockNotFound
 
@@ -22,6 +22,9 @@ from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.events import MarketEvent
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import endpoint_name
+
+if TYPE_CHECKING:
+    from marketplace.db import Tx
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,60 @@ class WatcherState(Protocol[RowT_contra]):
         """Record each log not processed before with its rows, advance the cursor and
         remember its block; return the logs that were new."""
         ...
+
+
+#: Recent block hashes a watcher's state keeps, to find a reorg's common ancestor.
+SEEN_BLOCKS_KEPT = 256
+
+
+# The bookkeeping every `WatcherState` on the shared database layer keeps in the same three
+# tables (`<prefix>cursor`, `<prefix>seen_blocks`; `prefix` is a constant of the store).
+
+
+def read_cursor(tx: Tx, prefix: str = "") -> Cursor | None:
+    row = tx.one(f"SELECT block_number, block_hash FROM {prefix}cursor WHERE id = 1")  # noqa: S608
+    return Cursor(row[0], row[1]) if row else None
+
+
+def read_seen_blocks(tx: Tx, prefix: str = "") -> list[Cursor]:
+    """Recently processed blocks, newest first."""
+    rows = tx.all(
+        f"SELECT block_number, block_hash FROM {prefix}seen_blocks "  # noqa: S608
+        "ORDER BY block_number DESC"
+    )
+    return [Cursor(n, h) for n, h in rows]
+
+
+def set_cursor(tx: Tx, cursor: Cursor | None, prefix: str = "") -> None:
+    tx.execute(f"DELETE FROM {prefix}cursor")  # noqa: S608
+    if cursor is not None:
+        tx.execute(
+            f"INSERT INTO {prefix}cursor VALUES (1, ?, ?)",  # noqa: S608
+            (cursor.block_number, cursor.block_hash),
+        )
+
+
+def advance_cursor(tx: Tx, cursor: Cursor, prefix: str = "") -> None:
+    """Move the cursor to `cursor`, remember its block, forget blocks too old to matter."""
+    set_cursor(tx, cursor, prefix)
+    tx.execute(
+        f"INSERT INTO {prefix}seen_blocks VALUES (?, ?) ON CONFLICT DO NOTHING",  # noqa: S608
+        (cursor.block_number, cursor.block_hash),
+    )
+    tx.execute(
+        f"DELETE FROM {prefix}seen_blocks WHERE block_number < ?",  # noqa: S608
+        (cursor.block_number - SEEN_BLOCKS_KEPT,),
+    )
+
+
+def rewind_cursor(tx: Tx, ancestor: int, prefix: str = "") -> None:
+    """Forget blocks after `ancestor` and put the cursor back on it (none if unknown)."""
+    tx.execute(f"DELETE FROM {prefix}seen_blocks WHERE block_number > ?", (ancestor,))  # noqa: S608
+    row = tx.one(
+        f"SELECT block_hash FROM {prefix}seen_blocks WHERE block_number = ?",  # noqa: S608
+        (ancestor,),
+    )
+    set_cursor(tx, None if row is None else Cursor(ancestor, row[0]), prefix)
 
 
 def log_key(event: MarketEvent) -> LogKey:

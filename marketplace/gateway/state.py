@@ -12,7 +12,14 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from marketplace.chain.watcher import Cursor, LogKey
+from marketplace.chain.watcher import (
+    Cursor,
+    LogKey,
+    advance_cursor,
+    read_cursor,
+    read_seen_blocks,
+    rewind_cursor,
+)
 from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from marketplace.eip712 import KeyRequest
 
@@ -60,8 +67,6 @@ SCHEMA = (
 
 #: Logs recorded per transaction while indexing (a request waits for at most one).
 LOGS_PER_TRANSACTION = 64
-#: How many recent block hashes to keep for finding a reorg's common ancestor.
-SEEN_BLOCKS_KEPT = 256
 #: Expired nonces are deleted at most this often (seconds of request time), not on every
 #: request: a nonce past its expiry can never match (expired requests are refused first).
 NONCE_PRUNE_INTERVAL = 10
@@ -138,28 +143,19 @@ class GatewayState:
 
     def cursor(self) -> Cursor | None:
         with self.db.read() as tx:
-            row = tx.one("SELECT block_number, block_hash FROM cursor WHERE id = 1")
-        return Cursor(row[0], row[1]) if row else None
+            return read_cursor(tx)
 
     def seen_blocks(self) -> list[Cursor]:
         """Recently processed blocks, newest first."""
         with self.db.read() as tx:
-            rows = tx.all(
-                "SELECT block_number, block_hash FROM seen_blocks ORDER BY block_number DESC"
-            )
-        return [Cursor(n, h) for n, h in rows]
+            return read_seen_blocks(tx)
 
     def rewind_to(self, ancestor: int) -> None:
         """Forget everything derived from blocks after `ancestor` (a reorg replaced them)."""
         with self.db.transaction() as tx:
             for table in ("processed_logs", "debits", "versions", "prepared"):
                 tx.execute(f"DELETE FROM {table} WHERE block_number > ?", (ancestor,))  # noqa: S608
-            tx.execute("DELETE FROM seen_blocks WHERE block_number > ?", (ancestor,))
-            row = tx.one("SELECT block_hash FROM seen_blocks WHERE block_number = ?", (ancestor,))
-            if row is None:
-                tx.execute("DELETE FROM cursor")
-            else:
-                _set_cursor(tx, Cursor(ancestor, row[0]))
+            rewind_cursor(tx, ancestor)
 
     # ---------------------------------------------------------------- event index
 
@@ -185,15 +181,7 @@ class GatewayState:
                 fresh += _record_logs(tx, chain_id, chunk)
         with self.db.transaction() as tx:
             fresh += _record_logs(tx, chain_id, chunks[-1])
-            _set_cursor(tx, new_cursor)
-            tx.execute(
-                "INSERT INTO seen_blocks VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (new_cursor.block_number, new_cursor.block_hash),
-            )
-            tx.execute(
-                "DELETE FROM seen_blocks WHERE block_number < ?",
-                (new_cursor.block_number - SEEN_BLOCKS_KEPT,),
-            )
+            advance_cursor(tx, new_cursor)
         return fresh
 
     def debit(self, debit_id: int) -> IndexedDebit | None:
@@ -514,9 +502,3 @@ def _record_logs(
         fresh.append(key)
     return fresh
 
-
-def _set_cursor(tx: Tx, cursor: Cursor) -> None:
-    tx.execute("DELETE FROM cursor")
-    tx.execute(
-        "INSERT INTO cursor VALUES (1, ?, ?)", (cursor.block_number, cursor.block_hash)
-    )
