@@ -374,15 +374,24 @@ MAX_ANSWER_SIZE = 64 * 1024
 def _post_keys(
     client: httpx.Client, body: dict[str, object], deadline: Deadline
 ) -> dict[str, object]:
-    """POST /v1/keys, reading at most MAX_ANSWER_SIZE raw bytes and nothing past the
-    deadline; no content coding is accepted, so what is counted is what is parsed."""
+    """POST /v1/keys: the answer as a JSON object, or GatewayAnswerError."""
+    return _parsed(*post_raw(client, "/v1/keys", body, deadline))
+
+
+def post_raw(
+    client: httpx.Client, path: str, body: dict[str, object], deadline: Deadline,
+    limit: int = MAX_ANSWER_SIZE,
+) -> tuple[int, bytes]:
+    """POST `path` (status, body), reading at most `limit` raw bytes and nothing past the
+    deadline; no content coding is accepted, so what is counted is what is parsed. Also
+    used for the aggregate partials (marketplace.app.aggregate)."""
     _thread_deadline.value = deadline
     try:
         left = deadline.remaining()
         if left <= 0:
             raise GatewayAnswerError("timed out before asking")
         with client.stream(
-            "POST", "/v1/keys", json=body, headers={"Accept-Encoding": "identity"},
+            "POST", path, json=body, headers={"Accept-Encoding": "identity"},
             timeout=httpx.Timeout(left),
         ) as response:
             coding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -391,8 +400,8 @@ def _post_keys(
             raw = bytearray()
             for chunk in _raw_chunks(response):
                 raw += chunk
-                if len(raw) > MAX_ANSWER_SIZE:
-                    raise GatewayAnswerError(f"answer larger than {MAX_ANSWER_SIZE} bytes")
+                if len(raw) > limit:
+                    raise GatewayAnswerError(f"answer larger than {limit} bytes")
                 if deadline.remaining() <= 0:
                     raise GatewayAnswerError("timed out while reading the answer")
     except httpx.TimeoutException as e:
@@ -401,7 +410,7 @@ def _post_keys(
         raise GatewayAnswerError(f"unreachable ({type(e).__name__})") from e
     finally:
         _thread_deadline.value = None
-    return _parsed(response.status_code, bytes(raw))
+    return response.status_code, bytes(raw)
 
 
 def _raw_chunks(response: httpx.Response) -> Iterator[bytes]:
