@@ -1,5 +1,5 @@
 """DataDebit's EIP-712 messages: the domain, `EncryptionKey`, `KeyRequest`, `ReleaseReceipt`,
-`CommitteeResult`.
+`PartialRequest`, `PartialReceipt` (aggregate debits), `CommitteeResult`.
 
 `typed_data()` gives the standard `eth_signTypedData_v4` payload a wallet (MetaMask,
 ethers.js) signs. Hashing here does not go through eth-account's generic encoder: every
@@ -340,6 +340,105 @@ class ReleaseReceipt:
             + self.request_digest
             + self.sealed_share_hash
             + _word(self.block)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRequest:
+    """`PartialRequest(uint256 debitId, uint64 expiry, bytes32 nonce)`: an aggregate debit's
+    buyer asks a node for its partial sum (`POST /v1/partials`), in the domain whose
+    verifyingContract is the AggregateMarket."""
+
+    PRIMARY_TYPE: ClassVar[str] = "PartialRequest"
+    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("debitId", "uint256"),
+        ("expiry", "uint64"),
+        ("nonce", "bytes32"),
+    )
+    _TYPE_HASH: ClassVar[bytes] = _type_hash(PRIMARY_TYPE, FIELDS)
+
+    debit_id: int
+    expiry: int
+    nonce: bytes
+
+    def __post_init__(self) -> None:
+        _check_uint("debitId", self.debit_id, 256)
+        _check_uint("expiry", self.expiry, 64)
+        _check_bytes32("nonce", self.nonce)
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> PartialRequest:
+        return cls(
+            debit_id=_check_uint("debitId", message.get("debitId"), 256),
+            expiry=_check_uint("expiry", message.get("expiry"), 64),
+            nonce=_bytes32_from_hex("nonce", message.get("nonce")),
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        return {"debitId": self.debit_id, "expiry": self.expiry, "nonce": "0x" + self.nonce.hex()}
+
+    def struct_hash(self) -> bytes:
+        return keccak(self._TYPE_HASH + _word(self.debit_id) + _word(self.expiry) + self.nonce)
+
+
+@dataclass(frozen=True, slots=True)
+class PartialReceipt:
+    """`PartialReceipt(uint256 debitId, uint8 node, bytes32 sealedPartialHash, uint64 block,
+    uint64 epoch)`: a node's signed record of releasing its sealed partial sum (SHA-256 of
+    the box) of an aggregate debit, at a confirmed block, as node `node` of committee
+    `epoch`. A distinct type from `ReleaseReceipt`, so the two digests never collide."""
+
+    PRIMARY_TYPE: ClassVar[str] = "PartialReceipt"
+    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("debitId", "uint256"),
+        ("node", "uint8"),
+        ("sealedPartialHash", "bytes32"),
+        ("block", "uint64"),
+        ("epoch", "uint64"),
+    )
+    _TYPE_HASH: ClassVar[bytes] = _type_hash(PRIMARY_TYPE, FIELDS)
+
+    debit_id: int
+    node: int
+    sealed_partial_hash: bytes
+    block: int
+    epoch: int
+
+    def __post_init__(self) -> None:
+        _check_uint("debitId", self.debit_id, 256)
+        _check_uint("node", self.node, 8)
+        _check_bytes32("sealedPartialHash", self.sealed_partial_hash)
+        _check_uint("block", self.block, 64)
+        _check_uint("epoch", self.epoch, 64)
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> PartialReceipt:
+        return cls(
+            debit_id=_check_uint("debitId", message.get("debitId"), 256),
+            node=_check_uint("node", message.get("node"), 8),
+            sealed_partial_hash=_bytes32_from_hex(
+                "sealedPartialHash", message.get("sealedPartialHash")),
+            block=_check_uint("block", message.get("block"), 64),
+            epoch=_check_uint("epoch", message.get("epoch"), 64),
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "debitId": self.debit_id,
+            "node": self.node,
+            "sealedPartialHash": "0x" + self.sealed_partial_hash.hex(),
+            "block": self.block,
+            "epoch": self.epoch,
+        }
+
+    def struct_hash(self) -> bytes:
+        return keccak(
+            self._TYPE_HASH
+            + _word(self.debit_id)
+            + _word(self.node)
+            + self.sealed_partial_hash
+            + _word(self.block)
+            + _word(self.epoch)
         )
 
 

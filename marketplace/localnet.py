@@ -16,11 +16,14 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
+from marketplace.chain.aggregate import AggregateClient
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.chain.types import Committee, Roster
 from marketplace.committee import NodeKey, node_encryption_key
 from marketplace.eip712 import Eip712Domain
+from marketplace.gateway.aggregate_state import AggregateState
+from marketplace.gateway.aggregation import AggregationService
 from marketplace.gateway.api import create_app
 from marketplace.gateway.database import SqliteDatabase
 from marketplace.gateway.service import GatewayService
@@ -51,6 +54,8 @@ class LocalNetwork:
     down: set[int] = field(default_factory=set)
     #: the deploying account, the market's governor (it proposes later committees)
     deployer: LocalAccount | None = None
+    #: the AggregateMarket served by the same committee (aggregate debits, DESIGN §10)
+    aggregator: AggregateClient | None = None
 
     @classmethod
     def start(
@@ -62,9 +67,11 @@ class LocalNetwork:
         dkg: bool = False,
         phase_seconds: int = 30,
         wait: bool = True,
+        aggregate: bool = True,
     ) -> LocalNetwork:
         """Deploy and run the gateways; with `dkg`, return once epoch 1 is final unless
-        `wait` is False (tests then drive the ceremony themselves)."""
+        `wait` is False (tests then drive the ceremony themselves). With `aggregate` an
+        AggregateMarket is deployed beside the market and every gateway aggregates for it."""
         w3 = connect()
         dev = DevChain(w3)
         deployer = Account.create()
@@ -90,8 +97,11 @@ class LocalNetwork:
                 share_keys=tuple(k.point.to_bytes() for k in dealt.keys.share_keys),
             )
             sent = MarketClient.deploy_dealt(w3, deployer, committee, nodes)
+        aggregator = (
+            AggregateClient.deploy(w3, deployer, sent.value.address).value if aggregate else None
+        )
         net = cls(dev, sent.value, dealt, [], {}, {}, LocalStore(store_dir, fsync=False),
-                  sent.gas_used, deployer=deployer)
+                  sent.gas_used, deployer=deployer, aggregator=aggregator)
         for i, account in enumerate(nodes, start=1):
             net.add_gateway(account, dealt.shares[i - 1] if dealt else None)
         if dkg and wait:
@@ -108,12 +118,21 @@ class LocalNetwork:
             time forward, and requests must expire by the time the chain keeps."""
             return max(time.time(), dev.now())
 
+        db = SqliteDatabase(":memory:")
+        state = GatewayState(db)
+        aggregation = None
+        if self.aggregator is not None:
+            aggregation = AggregationService(
+                self.aggregator, self.market, AggregateState(db), state, account, self.store,
+                now=chain_clock,
+            )
         gateway = GatewayService(
             market=self.market,
-            state=GatewayState(SqliteDatabase(":memory:")),
+            state=state,
             node=NodeKey(share, account),
             now=chain_clock,
             approve_rosters=True,
+            aggregation=aggregation,
         )
         self.node_accounts.append(account)
         self.gateways[number] = gateway

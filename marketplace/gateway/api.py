@@ -9,7 +9,7 @@ table that maps them to HTTP statuses.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -50,6 +50,11 @@ ERROR_STATUS: dict[str, int] = {
     "chain_unavailable": 503,
     "not_in_committee": 503,
     "state_unavailable": 503,
+    # aggregate debits (`POST /v1/partials`, docs/protocol.md §20)
+    "not_ready": 409,
+    "too_few_contributions": 409,
+    "unknown_aggregate": 404,
+    "aggregation_failed": 409,
 }
 
 _HEX32 = r"^0x[0-9a-fA-F]{64}$"
@@ -237,6 +242,8 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
             signed = await run_in_threadpool(service.releaser.handle, key_request, signature)
         return Response(keys_answer(signed), media_type="application/json")
 
+    app.post("/v1/partials")(partials_route(service))
+
     @app.get("/v1/releases", response_model=ReleasesResponse)
     def get_releases(
         svc: Service, after: Annotated[int, Query(ge=0, lt=2**63)] = 0,
@@ -270,6 +277,44 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
         return svc.committee_document()
 
     return app
+
+
+def partials_route(service: GatewayService) -> Callable[[Request], Awaitable[Response]]:
+    """The `POST /v1/partials` endpoint of `service`."""
+
+    async def post_partials(request: Request) -> Response:
+        """Release this node's sealed partial sum of an aggregate debit to its buyer
+        (docs/protocol.md §20); `not_ready` answers carry `retryAfter` seconds."""
+        return await partials(service, request)
+
+    return post_partials
+
+
+async def partials(service: GatewayService, request: Request) -> Response:
+    """`POST /v1/partials`: parsed by hand like `/v1/keys`, answered by the aggregation."""
+    aggregation = service.aggregation
+    if aggregation is None:
+        return error_response("unknown_aggregate", "this node serves no aggregate debits")
+    from marketplace.gateway import aggregation as wire_aggregate  # noqa: PLC0415
+
+    if not is_json_content_type(request.headers.get("content-type")):
+        return error_response("malformed", "body: must be application/json")
+    try:
+        raw = await read_capped(request.stream(), request.headers.get("content-length"))
+        partial_request, signature_hex = wire_aggregate.parse_partials_body(raw)
+        signature = signature_from_hex(signature_hex)
+    except MalformedBody as e:
+        return error_response("malformed", str(e))
+    except MalformedSignature as e:
+        return error_response("bad_signature", str(e))
+    try:
+        signed = await run_in_threadpool(aggregation.handle, partial_request, signature)
+    except wire_aggregate.NotReady as e:
+        return JSONResponse(
+            {"code": e.code, "message": e.message, "retryAfter": e.retry_after},
+            status_code=ERROR_STATUS[e.code], headers={"Retry-After": str(e.retry_after)},
+        )
+    return Response(wire_aggregate.partials_answer(signed), media_type="application/json")
 
 
 def releases_page(svc: GatewayService, after: int, limit: int) -> ReleasesResponse:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.types import Committee
@@ -20,6 +20,9 @@ from marketplace.gateway.releaser import PREPARE_QUEUE_SIZE, KeyReleaser
 from marketplace.gateway.shares import EpochShares, ShareBook
 from marketplace.gateway.state import GatewayState
 from marketplace.gateway.watcher import ChainWatcher
+
+if TYPE_CHECKING:  # numpy and OpenDP are imported only by nodes that aggregate
+    from marketplace.gateway.aggregation import AggregationService
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class GatewayService:
     #: Approve every proposed reshare roster on chain (an operator's policy; off by
     #: default: a node never approves by itself unless its operator said so).
     approve_rosters: bool = False
+    #: Aggregate debits (DESIGN §10): rounds and partials of an AggregateMarket; None when
+    #: the node serves none (`gateway serve` without `--aggregator`).
+    aggregation: AggregationService | None = None
 
     def __post_init__(self) -> None:
         self.watcher = ChainWatcher(
@@ -114,6 +120,8 @@ class GatewayService:
         releases."""
         self.watcher.catch_up()
         self.ceremonies.tick()
+        if self.aggregation is not None:
+            self.aggregation.tick()
         self.releaser.prepare_pending(limit=PREPARE_QUEUE_SIZE)  # all that queued
         if anchor:
             self.anchorer.anchor_pending()
@@ -140,6 +148,8 @@ class GatewayService:
             try:
                 self.watcher.catch_up()
                 self.ceremonies.tick()
+                if self.aggregation is not None:
+                    self.aggregation.tick()
                 # outside the watcher's lock, paced: a request never waits for
                 # ahead-of-time work
                 self.releaser.prepare_pending()
