@@ -16,7 +16,14 @@ from marketplace.chain.market import MarketClient, chain_time
 from marketplace.chain.provider import connect
 from marketplace.chain.types import Committee
 from marketplace.cli.committee_commands import read_passphrase
-from marketplace.cli.config import COMMITTEE_ENV, RpcOption, open_chain, parse_address
+from marketplace.cli.config import (
+    COMMITTEE_ENV,
+    RpcOption,
+    StoreOption,
+    open_chain,
+    open_store,
+    parse_address,
+)
 from marketplace.cli.wallet_commands import KeystoreOption, PassphraseFileOption, load_wallet
 from marketplace.committee import (
     load_node_key,
@@ -155,9 +162,16 @@ def serve(
     anchor_interval: Annotated[float, typer.Option(min=0.1)] = 30.0,
     head_ttl: Annotated[float, typer.Option(min=0.0)] = 0.1,
     passphrase_file: Annotated[Path | None, typer.Option()] = None,
+    aggregator: Annotated[
+        str | None,
+        typer.Option(help="AggregateMarket address: run aggregate-debit rounds and serve "
+                     "POST /v1/partials (off when absent; needs --store)"),
+    ] = None,
+    store: StoreOption = None,
 ) -> None:
     """Serve POST /v1/keys, GET /v1/releases, /v1/health and /v1/committee, and take part
-    in every committee ceremony whose roster names this node."""
+    in every committee ceremony whose roster names this node; with --aggregator, also
+    aggregate that contract's debits and serve POST /v1/partials."""
     # only this command needs the server (FastAPI, uvicorn): other commands start faster
     import uvicorn  # noqa: PLC0415
 
@@ -189,14 +203,30 @@ def serve(
             }
         for roster_file in roster_files or ():
             urls.update({n.address.lower(): n.url or "" for n in read_roster(roster_file).nodes})
+        market_client = MarketClient(chain, market)
+        database = open_database(state or f"gateway-{key.address.lower()}.db")
+        gateway_state = GatewayState(database)
+        aggregation = None
+        if aggregator is not None:
+            if store is None:
+                raise _fail("--aggregator needs --store (bundles and round payloads live there)")
+            from marketplace.chain.aggregate import AggregateClient  # noqa: PLC0415
+            from marketplace.gateway.aggregate_state import AggregateState  # noqa: PLC0415
+            from marketplace.gateway.aggregation import AggregationService  # noqa: PLC0415
+
+            aggregation = AggregationService(
+                AggregateClient(chain, aggregator), market_client, AggregateState(database),
+                gateway_state, key.account, open_store(store), confirmations=confirmations,
+            )
         service = GatewayService(
-            market=MarketClient(chain, market),
-            state=GatewayState(open_database(state or f"gateway-{key.address.lower()}.db")),
+            market=market_client,
+            state=gateway_state,
             node=key,
             confirmations=confirmations,
             timing=Timing(poll_interval, anchor_interval, 1, head_ttl),
             node_urls=urls,
             approve_rosters=approve_rosters,
+            aggregation=aggregation,
         )
     except MarketplaceError as e:
         raise _fail(str(e)) from e

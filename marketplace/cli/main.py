@@ -78,6 +78,7 @@ COMMANDS: tuple[Entry, ...] = (
 #: missing here is still looked up in the full tree (slowly). test_startup.py keeps this
 #: equal to the tree.
 CONFIG_KEYS: frozenset[str] = frozenset({
+    "aggregator",
     "allow-zero-confirmations", "anchor-interval", "approve-rosters", "asset", "auto-approve",
     "buyer", "catalog", "chunk-size", "committee", "config", "confirmations", "consent-within",
     "contact", "deadline",
