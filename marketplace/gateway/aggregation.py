@@ -632,13 +632,17 @@ class AggregationService:
         log.info("released partial for aggregate debit %d (seq %d)", row.debit_id, release.seq)
         return SignedPartial(release, self.receipt_of(release), outcome)
 
-    def _not_ready(self, debit: IndexedDebit) -> NotReady:
+    def _not_ready(self, debit: IndexedDebit) -> ReleaseRefused:
         row = debit.row
         head = self._head()
         chain_now = head.timestamp if head else 0
         if chain_now < row.deadline:
             return NotReady(f"contributions to aggregate debit {row.debit_id} close at "
                             f"{row.deadline}", row.deadline - chain_now)
+        if head is not None:
+            committee = self.market.committee_at(row.epoch, block=head.number)
+            if committee.committee.index_of(self.account.address) is None:
+                return NotServedHere(f"this node is not in committee epoch {row.epoch}")
         work = self._work.get(row.debit_id)
         step = work.round_seconds if work else 1
         for r in (1, 2):
