@@ -24,11 +24,12 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
+from marketplace.chain.aggregate import AggregateClient
 from marketplace.chain.artifacts import load_artifact
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.chain.tokens import sign_permit
-from marketplace.chain.types import Committee, Roster
+from marketplace.chain.types import Committee, Roster, Sent
 from marketplace.committee import node_encryption_key
 from marketplace.eip712 import CommitteeResult, sign
 
@@ -46,6 +47,8 @@ BUDGETS: dict[str, int] = {
     "requestDebit (ERC-20, permit, auto-approve)": 165_000,
     "finalizeCommittee (first epoch, n=16, t=11, 11 signatures)": 400_000,
     "finalizeCommittee (reshare, n=16 -> 16, t=11, 11 + 11 signatures)": 400_000,
+    "contribute (first)": 70_000,
+    "contribute (later)": 70_000,
 }
 
 #: (n, t) of the committees whose finalization is measured.
@@ -145,6 +148,7 @@ def measure_gas(w3: Web3) -> list[GasRow]:
     gas["anchorReleases (later)"] = market.anchor_releases(node, root, 128).gas_used
     gas.update(measure_token_gas(w3, dev, market, deployer, owner, buyer))
     gas.update(measure_committee_gas(w3, dev, deployer))
+    gas.update(measure_aggregate_gas(w3, dev, market, deployer, buyer, node))
     return [GasRow(name, used, BUDGETS.get(name)) for name, used in gas.items()]
 
 
@@ -288,6 +292,56 @@ def measure_committee_gas(w3: Web3, dev: DevChain, deployer: LocalAccount) -> di
     return gas
 
 
+def measure_aggregate_gas(
+    w3: Web3, dev: DevChain, market: MarketClient, deployer: LocalAccount,
+    buyer: LocalAccount, node: LocalAccount,
+) -> dict[str, int]:
+    """An AggregateMarket on the market (its epoch-1 committee): a cohort with k = 2, one
+    debit with three contributions (the first of a bitmap word, then later ones) paid
+    out, one with a single contribution refunded. Runs last: its deadline is a constant
+    (so the calldata, and the gas, do not depend on when the report runs) far ahead, and
+    the chain's clock jumps there."""
+    gas: dict[str, int] = {}
+    owners = _accounts(b"gas report cohort member", 3)
+    for owner in owners:
+        dev.fund(owner.address, 10**20)
+    deployed = AggregateClient.deploy(w3, deployer, market.address)
+    gas["deploy AggregateMarket"] = deployed.gas_used
+    aggregate = deployed.value
+    created = aggregate.create_cohort(deployer, schema_hash=keccak(b"schema"),
+                                      schema_uri=METADATA_URI, epsilon_cap=10_000_000,
+                                      min_contributors=2)
+    gas["createCohort"] = created.gas_used
+    cohort = created.value
+    for i, owner in enumerate(owners):
+        used = aggregate.join_cohort(owner, cohort).gas_used
+        if i == 0:
+            gas["joinCohort"] = used
+    deadline = 2**33
+
+    def request() -> Sent[int]:
+        return aggregate.request_aggregate(buyer, cohort, query_hash=keccak(b"query"),
+                                           query_uri=METADATA_URI, epsilon=500_000,
+                                           deadline=deadline, price=3 * PRICE + 1)
+
+    paid, refunded = request(), request()
+    gas["requestAggregate"] = paid.gas_used
+    bundle = bytes([0x01, 0x55, 0x12, 0x20]) + keccak(b"contribution bundle")
+    for i, owner in enumerate(owners):
+        used = aggregate.contribute(owner, paid.value, bundle).gas_used
+        gas.setdefault("contribute (first)" if i == 0 else "contribute (later)", used)
+    aggregate.contribute(owners[0], refunded.value, bundle)
+    dev.advance(deadline - dev.now())
+    gas["postAggregateRound"] = aggregate.post_round(node, paid.value, 1, bundle).gas_used
+    gas["claimContribution (first: fixes the payout)"] = aggregate.claim_contribution(
+        owners[0], paid.value).gas_used
+    gas["claimContribution (later)"] = aggregate.claim_contribution(
+        owners[1], paid.value).gas_used
+    gas["refundAggregate"] = aggregate.refund(buyer, refunded.value).gas_used
+    gas["withdraw (AggregateMarket)"] = aggregate.withdraw(owners[0]).gas_used
+    return gas
+
+
 def dealing_payload(n: int, t: int) -> bytes:
     """A DEALING's size (docs/protocol.md): format, t, t commitments, PoP, n, n sealed
     shares of 32 + 10 bytes plus the 48-byte SealedBox overhead; non-zero bytes."""
@@ -320,6 +374,11 @@ def render(rows: Sequence[GasRow], anvil: Sequence[GasRow] | None = None) -> str
         "  threshold's worth of signatures (what a submitter needs to send) and with all n.",
         "  The reshare runs on the 16-node market: 11 approvals by current nodes, one",
         "  DEALING-sized message, then 11 new-roster and 11 current-roster signatures.",
+        "- Aggregate debits: the committed AggregateMarket artifact on that market (its",
+        "  epoch-1 committee), a cohort with k = 2: `contribute (first)` sets the first bit",
+        "  of a bitmap word (a zero-to-non-zero write), `contribute (later)` another bit of",
+        "  it. The first claim also credits the buyer the division's remainder; each claim",
+        "  credits a balance from zero.",
         "- Budgets: DESIGN §8. `python scripts/gas_report.py --check` exits non-zero when a",
         "  budgeted transaction is over budget; `tests/chain/test_gas.py` asserts the same.",
         "",

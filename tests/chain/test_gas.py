@@ -30,6 +30,10 @@ TRANSACTIONS = {
     "createListing (ERC-20)", "approve (ERC-20, buyer to market)",
     "requestDebit (ERC-20, approved, auto-approve)",
     "requestDebit (ERC-20, permit, auto-approve)", "withdraw (ERC-20)",
+    "deploy AggregateMarket", "createCohort", "joinCohort", "requestAggregate",
+    "contribute (first)", "contribute (later)", "postAggregateRound",
+    "claimContribution (first: fixes the payout)", "claimContribution (later)",
+    "refundAggregate", "withdraw (AggregateMarket)",
 }
 
 
