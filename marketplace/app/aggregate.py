@@ -241,23 +241,27 @@ class CohortApp:
         return self.client.leave_cohort(self.wallet, cohort_id).tx_hash
 
     def show(self, cohort_id: int) -> CohortView:
-        """The cohort's on-chain record and its schema document, verified by its hash."""
-        from marketplace.chain.aggregate_types import CohortCreated  # noqa: PLC0415
+        return show_cohort(self.client, self.store, cohort_id, self.from_block)
 
-        cohort = self.client.cohort(cohort_id)
-        events = self.client.read_events(self.from_block, kinds=[CohortCreated],
-                                         indexed=[topic(cohort_id)])
-        created = [e for e in events if isinstance(e, CohortCreated)]
-        if not created:
-            return CohortView(cohort, "", None, None)
-        uri = created[0].schema_uri
-        if self.store is None:
-            return CohortView(cohort, uri, None, None)
-        try:
-            document = load_cohort_document(self.store, uri, cohort.schema_hash)
-        except DocumentError as e:
-            return CohortView(cohort, uri, None, e)
-        return CohortView(cohort, uri, document, None)
+
+def show_cohort(client: AggregateClient, store: ContentStore | None, cohort_id: int,
+                from_block: int = 0) -> CohortView:
+    """The cohort's on-chain record and its schema document, verified by its hash."""
+    from marketplace.chain.aggregate_types import CohortCreated  # noqa: PLC0415
+
+    cohort = client.cohort(cohort_id)
+    events = client.read_events(from_block, kinds=[CohortCreated], indexed=[topic(cohort_id)])
+    created = [e for e in events if isinstance(e, CohortCreated)]
+    if not created:
+        return CohortView(cohort, "", None, None)
+    uri = created[0].schema_uri
+    if store is None:
+        return CohortView(cohort, uri, None, None)
+    try:
+        document = load_cohort_document(store, uri, cohort.schema_hash)
+    except DocumentError as e:
+        return CohortView(cohort, uri, None, e)
+    return CohortView(cohort, uri, document, None)
 
 
 # ---------------------------------------------------------------- the owner's policy

@@ -73,7 +73,10 @@ buyer_app = typer.Typer(
 )
 
 def register(app: typer.Typer) -> None:
+    from marketplace.cli.aggregate_commands import add_buyer_commands  # noqa: PLC0415 - cycle
+
     buyer_app.command("withdraw")(withdraw)  # the owner's command: one market balance each
+    add_buyer_commands(buyer_app)  # query, result, refund-aggregate, withdraw-aggregate
     app.add_typer(buyer_app, name="buyer")
 
 

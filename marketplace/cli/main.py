@@ -51,6 +51,8 @@ class CommandTableError(RuntimeError):
 COMMANDS: tuple[Entry, ...] = (
     Entry("deploy", "Deploy a DataMarket for a committee; prints its address.",
           "marketplace.cli.gateway_commands"),
+    Entry("deploy-aggregator", "Deploy an AggregateMarket served by a DataMarket's "
+          "committee; prints its address.", "marketplace.cli.aggregate_commands"),
     Entry("cid", "Print the CID that `ipfs add --cid-version=1 PATH` gives, computed locally.",
           "marketplace.cli.storage_commands"),
     Entry("audit", "Check a deployment end to end: balances, debit transitions, every CID, "
@@ -68,6 +70,8 @@ COMMANDS: tuple[Entry, ...] = (
           "marketplace.cli.buyer_commands"),
     Entry("market", "Buyer: search the catalog and read a listing.",
           "marketplace.cli.market_commands"),
+    Entry("cohort", "Cohorts of owners for aggregate queries: create, join, leave, show.",
+          "marketplace.cli.aggregate_commands"),
     Entry("catalog", "Run the catalog: a searchable index of the market's listings.",
           "marketplace.cli.market_commands"),
 )
@@ -79,16 +83,19 @@ COMMANDS: tuple[Entry, ...] = (
 #: equal to the tree.
 CONFIG_KEYS: frozenset[str] = frozenset({
     "aggregator",
-    "allow-zero-confirmations", "anchor-interval", "approve-rosters", "asset", "auto-approve",
-    "buyer", "catalog", "chunk-size", "committee", "config", "confirmations", "consent-within",
-    "contact", "deadline",
-    "debit", "describe", "description", "ether", "from-block", "governor", "head-ttl",
+    "allow-zero-confirmations", "anchor-interval", "approve-rosters", "asset",
+    "auto-approve", "bins", "buyer", "catalog", "chunk-size", "cohort", "committee", "config",
+    "confirmations", "consent-within", "contact", "data", "deadline", "delta",
+    "debit", "describe", "description", "epsilon", "epsilon-cap", "ether", "field",
+    "from-block", "governor", "head-ttl", "hi",
     "host", "install-completion", "json", "kdf", "key-file", "keystore", "license",
-    "limit", "listing", "market", "max-block-range", "max-lag", "max-pending-age", "max-price",
-    "max-tail", "metadata-uri", "n", "no-seal", "node-key", "node-passphrase-file", "of",
-    "out", "owner", "passphrase-file", "period", "periods", "phase", "poll-interval",
+    "limit", "listing", "lo", "market", "max-block-range", "max-lag", "max-pending-age",
+    "max-price", "max-tail", "metadata-uri", "min-contributors", "n", "no-seal", "node-key",
+    "node-passphrase-file", "of", "once",
+    "out", "owner", "passphrase-file", "period", "periods", "phase", "policy", "poll-interval",
     "port", "price", "purpose", "purpose-file", "requester", "reshare-delay", "retention",
-    "roster", "rpc", "show-completion", "state", "store", "t", "tag", "terms", "terms-file",
+    "roster", "round-seconds", "rpc", "scale", "schema", "show-completion", "stat", "state",
+    "store", "t", "tag", "terms", "terms-file",
     "timeout", "title", "trusted-dealer", "url", "urls", "version",
 })
 

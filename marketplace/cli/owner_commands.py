@@ -75,6 +75,9 @@ PERIOD_HELP = "Period length: 1d, 12h, 30m, 90s, or seconds (a plain integer)."
 
 
 def register(app: typer.Typer) -> None:
+    from marketplace.cli.aggregate_commands import add_owner_commands  # noqa: PLC0415 - cycle
+
+    add_owner_commands(owner_app)  # agent, claim-contribution, withdraw-aggregate
     app.add_typer(owner_app, name="owner")
 
 
