@@ -5,7 +5,9 @@ state change's event checked, on the embedded chain and on anvil."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,6 +59,7 @@ from marketplace.chain.aggregate_types import (
     ZeroPayment,
     epsilon_micros,
 )
+from marketplace.chain.artifacts import load_artifact
 from marketplace.chain.errors import (
     FailedCall,
     MalformedCid,
@@ -788,3 +791,35 @@ def test_epsilonMicros_exact(text: str, micros: int) -> None:
 def test_epsilonMicros_refusesWhatTheContractCannotHold(bad: str) -> None:
     with pytest.raises(ValueError, match="epsilon"):
         epsilon_micros(bad)
+
+
+# ---------------------------------------------------------------- docs/protocol.md §20
+
+
+def _canonical(param: dict[str, Any]) -> str:
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_canonical(c) for c in param["components"]) + ")" + kind[5:]
+    return kind
+
+
+@pytest.mark.parametrize("kind", ["function", "event", "error"])
+def test_protocolDoc_listsEveryAbiItemWithItsSelector(kind: str) -> None:
+    """docs/protocol.md §20 names every function, event and error of the committed
+    AggregateMarket ABI with its selector (topic0 for events) and indexed fields."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    start = doc.index("## 20. Aggregate debits")
+    end = doc.find("\n## ", start + 1)
+    text = doc[start:end if end != -1 else len(doc)]
+    items = [i for i in load_artifact("AggregateMarket").abi if i["type"] == kind]
+    assert items
+    for item in items:
+        signature = f"{item['name']}({','.join(_canonical(p) for p in item['inputs'])})"
+        digest = keccak(signature.encode())
+        selector = digest if kind == "event" else digest[:4]
+        row = next((line for line in text.splitlines() if f"| `{signature}` |" in line), None)
+        assert row is not None, f"{signature} is not in docs/protocol.md §20"
+        assert f"`0x{selector.hex()}`" in row
+        if kind == "event":
+            indexed = [p["name"] for p in item["inputs"] if p["indexed"]]
+            assert re.findall(r"\*\*(\w+)\*\*", row) == indexed
