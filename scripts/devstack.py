@@ -183,6 +183,8 @@ class DevStack:
         self.store_url = ""
         self.market = ""
         self.stablecoin = ""
+        #: the AggregateMarket once `enable_aggregation` ran ("" before)
+        self.aggregator = ""
         self.ipfs: IpfsDaemon | None = None
         self.gateways: dict[int, Gateway] = {}
         self.catalog_port = 0
@@ -390,6 +392,8 @@ class DevStack:
             "--passphrase-file", str(self.passphrase_file),
             "--poll-interval", str(self.poll_interval),
             "--anchor-interval", str(self.anchor_interval),
+            *(("--aggregator", self.aggregator, "--store", self.store_url)
+              if self.aggregator else ()),
         )
         with gateway.log.open("ab") as log:
             log.write(f"--- starting gateway {index} on {gateway.url}\n".encode())
@@ -431,6 +435,23 @@ class DevStack:
         answer = httpx.get(f"{self.gateways[index].url}/v1/health", timeout=5.0)
         body: dict[str, object] = answer.json()
         return body
+
+    def enable_aggregation(self) -> str:
+        """Deploy an AggregateMarket served by the market's committee and restart every
+        running gateway with --aggregator and --store (each resumes from its state file);
+        returns its address, also written to env.sh and datadebit.toml."""
+        out = run_cli(
+            ["deploy-aggregator", "--market", self.market, "--rpc", self.rpc_url],
+            env=_child_env({f"{ENV_PREFIX}PRIVATE_KEY": self.accounts["deployer"].private_key}),
+            log=self.setup_log,
+        )
+        self.aggregator = out.strip().splitlines()[-1].strip()
+        for index, gateway in self.gateways.items():
+            if gateway.running:
+                self.kill_gateway(index, signal.SIGTERM)
+                self.start_gateway(index)
+        self._write_env_files()
+        return self.aggregator
 
     def kill_gateway(self, index: int, sig: signal.Signals = signal.SIGKILL) -> None:
         """Send `sig` (default: SIGKILL, a crash) to node `index`'s process group and reap it."""
@@ -493,6 +514,7 @@ class DevStack:
             f"{ENV_PREFIX}STORE": self.store_url,
             f"{ENV_PREFIX}COMMITTEE": str(self.committee_file),
             f"{ENV_PREFIX}CATALOG": self.catalog_url,
+            **({f"{ENV_PREFIX}AGGREGATOR": self.aggregator} if self.aggregator else {}),
             f"{ENV_PREFIX}PRIVATE_KEY": self.accounts["owner"].private_key,
         }
 
@@ -525,7 +547,8 @@ class DevStack:
     def config_toml(self) -> str:
         """The same settings as a `--config` file (no wallet: keys do not go in config)."""
         values = {"rpc": self.rpc_url, "market": self.market, "store": self.store_url,
-                  "committee": str(self.committee_file), "catalog": self.catalog_url}
+                  "committee": str(self.committee_file), "catalog": self.catalog_url,
+                  **({"aggregator": self.aggregator} if self.aggregator else {})}
         return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 
     def _write_env_files(self) -> None:
@@ -579,6 +602,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="gateways' chain polling interval in seconds (default 0.5)")
     parser.add_argument("--anchor-interval", type=float, default=10.0,
                         help="gateways' release-anchoring interval in seconds (default 10)")
+    parser.add_argument("--aggregate", action="store_true",
+                        help="also deploy an AggregateMarket and run the gateways' aggregation "
+                             "(aggregate debits; $DATADEBIT_AGGREGATOR)")
     args = parser.parse_args(argv)
     if not 1 <= args.threshold <= args.nodes <= 255:
         parser.error("need 1 <= --threshold <= --nodes <= 255")
@@ -593,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
             state_dir, nodes=args.nodes, threshold=args.threshold, block_time=args.block_time,
             poll_interval=args.poll_interval, anchor_interval=args.anchor_interval,
         ) as stack:
+            if args.aggregate:
+                stack.enable_aggregation()
             sys.stdout.write(stack.summary() + stack.env_script())
             sys.stdout.flush()
             reported: set[int] = set()
