@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -99,6 +100,7 @@ from marketplace.keyclient import (
     post_raw,
 )
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
+from storage.errors import StorageError
 from storage.stores.base import ContentStore
 
 log = logging.getLogger(__name__)
@@ -435,7 +437,8 @@ class AgentState:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One debit the agent looked at: `action` contributed | refused | skipped, and why
+    """One debit the agent looked at: `action` contributed | refused | skipped | failed
+    (retried on the next run while open), and why
     (`rule` names the policy rule or condition, `reason` says it in words)."""
 
     debit_id: int
@@ -477,7 +480,7 @@ class OwnerAgent:
             requests += [e for e in events if isinstance(e, AggregateRequested)]
         requests.sort(key=lambda e: (e.ref.block_number, e.ref.log_index))
         now = chain_time(self.client.w3)
-        decisions = [self._decide(r, now) for r in requests]
+        decisions = [self._decide_safely(r, now) for r in requests]
         # later runs rescan only what could still be open: from the oldest open request
         open_blocks = [r.ref.block_number for r in requests if r.deadline > now]
         self.state.cursor = min(open_blocks, default=head + 1)
@@ -516,6 +519,16 @@ class OwnerAgent:
                 changed = True
         if changed:
             self.state.save()
+
+    def _decide_safely(self, request: AggregateRequested, now: int) -> Decision:
+        """`_decide`, with a failure (store, chain, a document) reported for this debit
+        alone: the others are still decided, and an open one is retried on the next run."""
+        try:
+            return self._decide(request, now)
+        except (MarketplaceError, StorageError, OSError) as e:
+            log.warning("aggregate debit %d: not handled (%s)", request.debit_id,
+                        type(e).__name__)
+            return Decision(int(request.debit_id), "failed", type(e).__name__, str(e)[:300])
 
     def _decide(self, request: AggregateRequested, now: int) -> Decision:
         debit_id = int(request.debit_id)
@@ -877,7 +890,9 @@ class AggregateBuyer:
     def _checked(self, agg: Aggregation, epoch: CommitteeEpoch, node: int,
                  answer: Mapping[str, object], secret: nacl.public.PrivateKey) -> Partial:
         """The node's opened partial, after its answer and signed receipt check out."""
-        if answer.get("node") != node or answer.get("debitId") != agg.debit_id:
+        said_node, said_debit = answer.get("node"), answer.get("debitId")
+        if type(said_node) is not int or type(said_debit) is not int or (
+                said_node, said_debit) != (node, agg.debit_id):
             raise GatewayAnswerError("answer names another node or debit")
         try:
             sealed = base64.b64decode(str(answer.get("sealedPartial")), validate=True)
@@ -913,14 +928,22 @@ def _dealers(answer: Mapping[str, object]) -> tuple[int, ...]:
 
 
 def _excluded(answer: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    """The excluded contributions a gateway names, reduced to what is safe to print (an
+    address and a reason word): a hostile gateway cannot put terminal escapes in them."""
     excluded = answer.get("excluded")
     if not isinstance(excluded, list):
         return ()
     out = []
     for item in excluded[:10_000]:
         if isinstance(item, dict):
-            out.append((str(item.get("owner", "?"))[:42], str(item.get("reason", "?"))[:80]))
+            owner, reason = str(item.get("owner")), str(item.get("reason"))
+            out.append((owner if _ADDRESS.fullmatch(owner) else "?",
+                        reason if _REASON.fullmatch(reason) else "?"))
     return tuple(out)
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_REASON = re.compile(r"[a-z_]{1,40}")
 
 
 def aggregation_for(chain_id: int, aggregator: str, debit_id: int, query: Query,

@@ -287,6 +287,8 @@ def agent(
 def show_decision(decision: Decision) -> None:
     if decision.action == "contributed":
         note(f"aggregate debit {decision.debit_id}: contributed ({decision.reason})")
+    elif decision.action == "failed":
+        note(f"aggregate debit {decision.debit_id}: not handled, will retry ({decision.reason})")
     elif decision.action == "refused":
         note(f"aggregate debit {decision.debit_id}: refused by {decision.rule}: "
              f"{decision.reason}")

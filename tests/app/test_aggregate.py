@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from eth_account import Account as LocalNetworkAccount
 from eth_account.signers.local import LocalAccount
 
 from marketplace.aggregate import (
@@ -71,6 +73,7 @@ from marketplace.eip712 import Eip712Domain, PartialReceipt, PartialRequest, rec
 from marketplace.keyrelease.buyer_key import BuyerSecretKey
 from marketplace.localnet import LocalNetwork
 from storage.cid import Cid
+from storage.errors import StoreResponseError
 
 GWEI = 10**9
 BINS = (0, 18, 30, 45, 65, 120)
@@ -563,3 +566,66 @@ def test_result_of_another_buyers_debit_is_refused(
     _buyer, debit_id, _ = run_query(net, aggregator, tmp_path, ["20", "50"])
     with pytest.raises(NotYourAggregate):
         buyer_for(net, aggregator).result(debit_id)
+
+
+def test_agent_reports_a_failed_debit_and_still_decides_the_others(
+    net: LocalNetwork, aggregator: AggregateClient, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cohort = make_cohort(net, aggregator, 1, 1)
+    owner = cohort.owners[0]
+    buyer = buyer_for(net, aggregator)
+    first = buyer.query(cohort.cohort_id, histogram(), price=10**16, deadline_seconds=600).debit
+    second = buyer.query(cohort.cohort_id, histogram(), price=10**16, deadline_seconds=600).debit
+    real_put, calls = net.store.put, []
+
+    def put_fails_once(source: io.BytesIO) -> Cid:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreResponseError("http://store", "add", "down")
+        return real_put(source)
+
+    monkeypatch.setattr(net.store, "put", put_fails_once)
+    decisions = agent_for(net, aggregator, owner, cohort.cohort_id, tmp_path).run_once()
+    assert [(d.debit_id, d.action) for d in decisions] == [
+        (first.debit_id, "failed"), (second.debit_id, "contributed")]
+    monkeypatch.undo()
+    # the failed one is still open: the next run contributes it, the other is not redone
+    decisions = agent_for(net, aggregator, owner, cohort.cohort_id, tmp_path).run_once()
+    assert [(d.debit_id, d.action) for d in decisions] == [
+        (first.debit_id, "contributed"), (second.debit_id, "skipped")]
+    state = json.loads((tmp_path / f"{owner.address}.state.json").read_text())
+    assert state["spentMicros"] == 1_000_000
+
+
+def test_partials_client_turns_hostile_answers_into_faults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each gateway's answer is parsed defensively: deep nesting (which overflows the C
+    stack of json.loads once eth_account raised the recursion limit), not JSON, not an
+    object, too large, a refusal code carrying terminal escapes, a wild retryAfter."""
+    monkeypatch.setattr("marketplace.app.aggregate.MAX_PARTIAL_ANSWER", 4096)
+    bodies: dict[int, tuple[int, bytes]] = {
+        1: (200, b"[" * 4000),
+        2: (200, b"not json"),
+        3: (200, b"[1, 2]"),
+        4: (200, b'{"x": "' + b"a" * 10_000 + b'"}'),
+        5: (403, b'{"code": "\\u001b[2Jwrong", "message": "x"}'),
+        6: (409, b'{"code": "not_ready", "retryAfter": 10000000000}'),
+    }
+
+    def client(node: int) -> httpx.Client:
+        status, raw = bodies[node]
+        return httpx.Client(base_url=f"http://node-{node}", transport=httpx.MockTransport(
+            lambda request: httpx.Response(status, content=raw)))
+
+    wallet = LocalNetworkAccount.create()
+    domain = Eip712Domain(1, "0x" + "11" * 20)
+    answers = PartialsClient(domain, {i: client(i) for i in bodies}).collect(wallet, 7)
+    text = {i: str(a) for i, a in answers.items()}
+    assert all(isinstance(a, Exception) for a in answers.values()), text
+    assert "not JSON" in text[1] and "not JSON" in text[2]
+    assert "not a JSON object" in text[3]
+    assert "larger than 4096 bytes" in text[4]
+    assert text[5] == "refused with ? (HTTP 403)"
+    assert "retry after 5 s" in text[6]
