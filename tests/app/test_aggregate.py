@@ -629,3 +629,35 @@ def test_partials_client_turns_hostile_answers_into_faults(
     assert "larger than 4096 bytes" in text[4]
     assert text[5] == "refused with ? (HTTP 403)"
     assert "retry after 5 s" in text[6]
+
+
+def test_agent_refuses_documents_the_chain_does_not_vouch_for(
+    net: LocalNetwork, aggregator: AggregateClient, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A query URI whose document is not the on-chain hash, a document whose ε is not the
+    paid ε, and a record without a usable value are refused (and nothing is contributed)."""
+    caplog.set_level(logging.INFO, logger="marketplace.app.aggregate")
+    cohort = make_cohort(net, aggregator, 1, 1)
+    owner = cohort.owners[0]
+    buyer = buyer_for(net, aggregator)
+    key = buyer.buyer_secret().public_key().key
+    doc = QueryDocument.build(histogram(0.5), key, 30, "lab", "ages")
+    query_hash, uri = put_query_document(net.store, doc)
+    deadline = net.dev.now() + 600
+    swapped = aggregator.request_aggregate(
+        buyer.wallet, cohort.cohort_id, query_hash=hashlib.sha256(b"other").digest(),
+        query_uri=uri, epsilon=500_000, deadline=deadline, price=10**16).value
+    underpaid = aggregator.request_aggregate(
+        buyer.wallet, cohort.cohort_id, query_hash=query_hash, query_uri=uri,
+        epsilon=100_000, deadline=deadline, price=10**16).value
+    honest = aggregator.request_aggregate(
+        buyer.wallet, cohort.cohort_id, query_hash=query_hash, query_uri=uri,
+        epsilon=500_000, deadline=deadline, price=10**16).value
+    agent = agent_for(net, aggregator, owner, cohort.cohort_id, tmp_path, age="forty-one")
+    decisions = {d.debit_id: d.rule for d in agent.run_once()}
+    assert decisions == {swapped: "bad_query", underpaid: "epsilon_mismatch",
+                         honest: "no_value"}
+    assert "forty-one" not in caplog.text
+    for debit_id in (swapped, underpaid, honest):
+        assert aggregator.contribution_of(debit_id, owner.address) == (False, False)
