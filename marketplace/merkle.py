@@ -14,6 +14,15 @@ from eth_utils.crypto import keccak
 
 LEAF = b"\x00"
 NODE = b"\x01"
+#: The kind byte before a partial release's receipt digest in its Merkle item (protocol
+#: §13): a key release's item is its bare 32-byte receipt digest, a partial release's is
+#: 0x02 || digest, so the two kinds of entry can never pass for each other in a root.
+PARTIAL_ITEM = b"\x02"
+
+
+def partial_item(receipt_digest: bytes) -> bytes:
+    """The Merkle item of a partial release (aggregate debits) with this receipt digest."""
+    return PARTIAL_ITEM + receipt_digest
 
 
 def leaf_hash(item: bytes) -> bytes:

@@ -24,6 +24,7 @@ from marketplace.chain.watcher import (
 )
 from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from marketplace.eip712 import PartialRequest
+from marketplace.gateway.state import next_log_seq
 
 PREFIX = "agg_"
 SCHEMA_VERSION = 1
@@ -315,8 +316,8 @@ class AggregateState:
             )
             if existing:
                 return _release(existing)
-            row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM agg_releases")
-            release = build(int(row[0]) + 1 if row else 1)
+            # one numbering with the key releases: the node's one log (protocol §13)
+            release = build(next_log_seq(tx))
             tx.execute(
                 "INSERT INTO agg_releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (release.seq, release.debit_id, release.node, release.epoch, release.buyer,

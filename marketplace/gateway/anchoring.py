@@ -1,28 +1,60 @@
 """Anchor Merkle roots of a node's release log on-chain, in batches, exactly once.
 
-Leaves are the receipts' EIP-712 digests (they bind chain, market and every field).
-Before anchoring, the node reconciles with the chain: an anchor sent just before a crash
-is found in the `ReleasesAnchored` events and recorded, never sent twice.
+The log holds key releases and, on a node that aggregates, partial releases (aggregate
+debits), numbered together. Items are the receipts' EIP-712 digests (they bind chain,
+contract and every field); a partial release's item is prefixed with a kind byte
+(protocol §13). Before anchoring, the node reconciles with the chain: an anchor sent just
+before a crash is found in the `ReleasesAnchored` events and recorded, never sent twice.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING, TypeAlias
 
 from marketplace.chain.events import ReleasesAnchored
 from marketplace.eip712 import ReleaseReceipt, digest
+from marketplace.gateway.aggregate_state import PartialRelease
 from marketplace.gateway.releaser import KeyReleaser
-from marketplace.gateway.state import Anchor, Release
-from marketplace.merkle import merkle_root
+from marketplace.gateway.state import Anchor, GatewayState, Release
+from marketplace.merkle import merkle_root, partial_item
+
+if TYPE_CHECKING:
+    from marketplace.gateway.aggregation import AggregationService
 
 log = logging.getLogger(__name__)
 
+#: One entry of a node's release log.
+LogEntry: TypeAlias = Release | PartialRelease
 
-def receipt_leaf(releaser: KeyReleaser, release: Release) -> bytes:
-    """The Merkle leaf of one release: the EIP-712 digest of its receipt."""
+
+class MissingAggregation(RuntimeError):
+    """The log holds partial releases but this node runs no aggregation to sign them for."""
+
+
+def receipt_leaf(
+    releaser: KeyReleaser, release: LogEntry, partials: AggregationService | None = None
+) -> bytes:
+    """The Merkle item of one log entry: its receipt's EIP-712 digest (a partial release's
+    in the AggregateMarket's domain, after the kind byte 0x02)."""
+    if isinstance(release, PartialRelease):
+        if partials is None:
+            raise MissingAggregation("a partial release in the log, and no aggregation")
+        return partial_item(digest(partials.domain, partials.receipt_of(release)))
     receipt: ReleaseReceipt = releaser.receipt_of(release)
     return digest(releaser.domain, receipt)
+
+
+def log_after(
+    state: GatewayState, partials: AggregationService | None, after: int, limit: int
+) -> list[LogEntry]:
+    """The log's entries with seq > `after`, at most `limit`, in order: key and partial
+    releases merged by their shared sequence numbers."""
+    entries: list[LogEntry] = [*state.releases_after(after, limit)]
+    if partials is not None:
+        entries += partials.state.releases_after(after, limit)
+    return sorted(entries, key=lambda e: e.seq)[:limit]
 
 
 class Anchorer:
@@ -33,6 +65,8 @@ class Anchorer:
         self.state = releaser.state
         self.min_batch = min_batch
         self.max_batch = max_batch
+        #: The node's aggregation, whose partial releases share the log (set by the service).
+        self.partials: AggregationService | None = None
         self._lock = threading.Lock()
 
     def anchor_pending(self) -> Anchor | None:
@@ -40,10 +74,10 @@ class Anchorer:
         with self._lock:
             self._reconcile()
             first = self.state.last_anchored_seq() + 1
-            batch = self.state.releases_after(first - 1, limit=self.max_batch)
+            batch = log_after(self.state, self.partials, first - 1, self.max_batch)
             if len(batch) < self.min_batch or not batch:
                 return None
-            root = merkle_root([receipt_leaf(self.releaser, r) for r in batch])
+            root = merkle_root([receipt_leaf(self.releaser, r, self.partials) for r in batch])
             node = self.releaser.account
             sent = self.releaser.market.anchor_releases(node, root, len(batch))
             anchor = Anchor(sent.value, first, first + len(batch) - 1, root, sent.tx_hash)

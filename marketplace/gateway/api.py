@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from marketplace.chain.errors import ChainError, ChainUnavailable
 from marketplace.eip712 import MalformedSignature, signature_from_hex
+from marketplace.gateway.aggregate_state import PartialRelease
+from marketplace.gateway.anchoring import LogEntry, MissingAggregation, log_after
 from marketplace.gateway.database import StateStoreError
 from marketplace.gateway.metrics import GatewayMetrics, KeysRequestMetrics
 from marketplace.gateway.releaser import ReleaseRefused
@@ -111,6 +113,35 @@ class ReleaseEntry(BaseModel):
     requestSignature: str
 
 
+class PartialReceiptBody(BaseModel):
+    """`PartialReceipt` (EIP-712, docs/protocol.md §20) as JSON."""
+
+    debitId: int
+    node: int
+    sealedPartialHash: str
+    block: int
+    epoch: int
+
+
+class PartialRequestBody(BaseModel):
+    debitId: int
+    expiry: int
+    nonce: str
+
+
+class PartialEntry(BaseModel):
+    """A partial release (aggregate debits) in the log: `kind` tells it from a key release,
+    `aggregator` names the AggregateMarket whose domain the receipt is signed in."""
+
+    seq: int
+    kind: Literal["partial"] = "partial"
+    aggregator: str
+    receipt: PartialReceiptBody
+    receiptSignature: str
+    request: PartialRequestBody
+    requestSignature: str
+
+
 class AnchorEntry(BaseModel):
     anchorSeq: int
     firstSeq: int
@@ -122,7 +153,7 @@ class AnchorEntry(BaseModel):
 class ReleasesResponse(BaseModel):
     node: int
     address: str
-    releases: list[ReleaseEntry]
+    releases: list[ReleaseEntry | PartialEntry]
     anchors: list[AnchorEntry]
 
 
@@ -319,21 +350,12 @@ async def partials(service: GatewayService, request: Request) -> Response:
 
 def releases_page(svc: GatewayService, after: int, limit: int) -> ReleasesResponse:
     """`GET /v1/releases`: entries after `after` with their requests, and their anchors."""
-    releases = svc.state.releases_after(after, limit)
+    releases = log_after(svc.state, svc.aggregation, after, limit)
     anchors = svc.state.anchors_covering(releases[0].seq, releases[-1].seq) if releases else []
     return ReleasesResponse(
         node=svc.node_index(),
         address=svc.node.account.address,
-        releases=[
-            ReleaseEntry(
-                seq=r.seq,
-                receipt=ReceiptBody(**svc.releaser.receipt_of(r).to_message()),
-                receiptSignature="0x" + r.signature.hex(),
-                request=KeyRequestBody(**r.request.to_message()),
-                requestSignature="0x" + r.request_signature.hex(),
-            )
-            for r in releases
-        ],
+        releases=[_log_entry(svc, r) for r in releases],
         anchors=[
             AnchorEntry(
                 anchorSeq=a.anchor_seq, firstSeq=a.first_seq, lastSeq=a.last_seq,
@@ -341,4 +363,28 @@ def releases_page(svc: GatewayService, after: int, limit: int) -> ReleasesRespon
             )
             for a in anchors
         ],
+    )
+
+
+def _log_entry(svc: GatewayService, entry: LogEntry) -> ReleaseEntry | PartialEntry:
+    """One log entry on the wire: a key release exactly as before partial releases existed
+    (no `kind`), a partial release with `"kind": "partial"` (protocol §11.3, §20)."""
+    if isinstance(entry, PartialRelease):
+        aggregation = svc.aggregation
+        if aggregation is None:
+            raise MissingAggregation("a partial release in the log, and no aggregation")
+        return PartialEntry(
+            seq=entry.seq,
+            aggregator=aggregation.client.address,
+            receipt=PartialReceiptBody(**aggregation.receipt_of(entry).to_message()),
+            receiptSignature="0x" + entry.signature.hex(),
+            request=PartialRequestBody(**entry.request.to_message()),
+            requestSignature="0x" + entry.request_signature.hex(),
+        )
+    return ReleaseEntry(
+        seq=entry.seq,
+        receipt=ReceiptBody(**svc.releaser.receipt_of(entry).to_message()),
+        receiptSignature="0x" + entry.signature.hex(),
+        request=KeyRequestBody(**entry.request.to_message()),
+        requestSignature="0x" + entry.request_signature.hex(),
     )

@@ -80,6 +80,7 @@ class GatewayService:
         )
         self.watcher.on_event = self.releaser.on_event
         self.anchorer = Anchorer(self.releaser, min_batch=self.timing.anchor_min_batch)
+        self.anchorer.partials = self.aggregation  # partial releases share the log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

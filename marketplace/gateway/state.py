@@ -323,8 +323,7 @@ class GatewayState:
             existing = _release_row(tx, debit_id, version, buyer_key_hash)
             if existing:
                 return _release(existing)
-            row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM releases")
-            release = build(int(row[0]) + 1 if row else 1)
+            release = build(next_log_seq(tx))
             tx.execute(
                 "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (release.seq, release.debit_id, release.version, release.node, release.epoch,
@@ -394,6 +393,24 @@ class GatewayState:
         with self.db.read() as tx:
             row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM releases")
         return int(row[0]) if row else 0
+
+
+#: The partial releases' table (marketplace/gateway/aggregate_state.py): its entries share
+#: the release log's sequence numbers, so a node has one log and one anchor sequence.
+PARTIAL_RELEASES_TABLE = "agg_releases"
+
+
+def next_log_seq(tx: Tx) -> int:
+    """The next sequence number of the node's release log, counted over key releases and
+    partial releases alike (protocol §13; state transactions run one at a time, so two
+    appends cannot take the same number)."""
+    tables = tx.tables()
+    last = 0
+    for table in ("releases", PARTIAL_RELEASES_TABLE):
+        if table in tables:
+            row = tx.one(f"SELECT COALESCE(MAX(seq), 0) FROM {table}")  # noqa: S608
+            last = max(last, int(row[0]) if row else 0)
+    return last + 1
 
 
 _RELEASE_COLUMNS = (
