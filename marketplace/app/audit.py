@@ -10,6 +10,7 @@ from marketplace.audit.auditor import MAX_TAIL, Auditor
 from marketplace.audit.release_log import HttpReleaseLog, ReleaseLogSource
 from marketplace.audit.releases import MAX_LAG, MAX_PENDING_AGE
 from marketplace.audit.report import AuditReport
+from marketplace.chain.aggregate import AggregateClient
 from marketplace.chain.market import MarketClient
 from marketplace.committee import PublicCommittee, RosterFile
 from storage.stores.base import ContentStore
@@ -26,12 +27,16 @@ def run_audit(
     max_lag: int = MAX_LAG,
     max_tail: int = MAX_TAIL,
     head: int | None = None,
+    aggregator: AggregateClient | None = None,
 ) -> AuditReport:
     """Audit everything up to block `head` (default: the latest); findings are in the
-    report (`report.clean`), only a failure to run at all raises."""
+    report (`report.clean`), only a failure to run at all raises. With `aggregator` (the
+    AggregateMarket the same committee serves) aggregate debits and partial releases are
+    checked too."""
     auditor = Auditor(
         market, store, logs, from_block=from_block, max_block_range=max_block_range,
         max_pending_age=max_pending_age, max_lag=max_lag, max_tail=max_tail,
+        aggregator=aggregator,
     )
     return auditor.run(head)
 

@@ -10,15 +10,17 @@ import logging
 import time
 from collections.abc import Mapping
 
+from marketplace.audit.aggregates import check_aggregates
 from marketplace.audit.balances import check_balances
 from marketplace.audit.ceremonies import check_ceremonies
-from marketplace.audit.chain_view import PinnedMarket
+from marketplace.audit.chain_view import PinnedAggregator, PinnedMarket
 from marketplace.audit.content import check_content
 from marketplace.audit.epochs import EpochHistory
 from marketplace.audit.history import MarketHistory
 from marketplace.audit.release_log import (
     PAGE_SIZE,
-    LoggedRelease,
+    LogEntry,
+    LoggedPartial,
     ReleaseLogError,
     ReleaseLogSource,
     fetch_log,
@@ -26,6 +28,7 @@ from marketplace.audit.release_log import (
 from marketplace.audit.releases import MAX_LAG, MAX_PENDING_AGE, check_releases
 from marketplace.audit.report import AuditReport, CheckRun
 from marketplace.audit.transitions import check_transitions
+from marketplace.chain.aggregate import AggregateClient
 from marketplace.chain.events import ReleasesAnchored
 from marketplace.chain.market import MarketClient
 from marketplace.eip712 import Eip712Domain
@@ -46,7 +49,8 @@ class Auditor:
 
     `logs` maps each node to its release-log source: by Ethereum address (any epoch's
     node), or by index in the committee current at the audited block (as the committee
-    file numbers them).
+    file numbers them). With `aggregator` (an AggregateMarket served by the same
+    committee) its aggregate debits and the nodes' partial releases are checked too.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class Auditor:
         page_size: int = PAGE_SIZE,
         max_lag: int = MAX_LAG,
         max_tail: int = MAX_TAIL,
+        aggregator: AggregateClient | None = None,
     ) -> None:
         if min(from_block, max_pending_age, max_lag, max_tail) < 0 or max_block_range < 1:
             raise ValueError("from_block, max_pending_age, max_lag and max_tail must be >= 0, "
@@ -74,6 +79,7 @@ class Auditor:
         self.page_size = page_size
         self.max_lag = max_lag
         self.max_tail = max_tail
+        self.aggregator = aggregator
 
     def run(self, head: int | None = None) -> AuditReport:
         """Audit everything up to block `head` (default: the latest block)."""
@@ -92,7 +98,10 @@ class Auditor:
             check_content(history, chain, self.store, self.market.address, self.market.chain_id),
             check_ceremonies(epochs, chain),
         ]
-        nodes, logs = self._fetch_logs(epochs, history)
+        view = PinnedAggregator(self.aggregator, chain) if self.aggregator else None
+        # a node logs at most one partial per aggregate debit
+        partial_bound = view.aggregate_count() if view else 0
+        nodes, logs = self._fetch_logs(epochs, history, partial_bound)
         # releases made while the logs were read are dated after `head`, not after this
         latest = self.market.events().confirmed_head()
         release_runs = check_releases(
@@ -100,6 +109,13 @@ class Auditor:
             max_lag=self.max_lag, latest=latest,
         )
         runs += [nodes, *release_runs.all()]
+        if view is not None and self.aggregator is not None:
+            aggregate_events = self.aggregator.read_events(
+                self.from_block, head, max_block_range=self.max_block_range)
+            runs += check_aggregates(view, aggregate_events, epochs, self.market.chain_id, logs,
+                                     latest=latest, max_lag=self.max_lag).all()
+        else:
+            _unaudited_partials(logs, epochs, nodes)
         _check_foreign_anchors(history, epochs, nodes)
         seconds = time.perf_counter() - started
         return AuditReport.from_runs(head, self.market.chain_id, self.market.address, runs,
@@ -120,14 +136,15 @@ class Auditor:
         return sources
 
     def _fetch_logs(
-        self, epochs: EpochHistory, history: MarketHistory
-    ) -> tuple[CheckRun, dict[str, list[LoggedRelease]]]:
+        self, epochs: EpochHistory, history: MarketHistory, partial_bound: int = 0
+    ) -> tuple[CheckRun, dict[str, list[LogEntry]]]:
         """Each node's log (every epoch's nodes, each address once) up to what it anchored
-        (at most one release per (debit, version) on chain) plus `max_tail` pending
-        entries; a longer log is cut, with a warning."""
+        (at most one release per (debit, version) on chain, and one partial per aggregate
+        debit of the audited AggregateMarket) plus `max_tail` pending entries; a longer log
+        is cut, with a warning."""
         run = CheckRun(NODES)
-        logs: dict[str, list[LoggedRelease]] = {}
-        bound = history.release_bound()
+        logs: dict[str, list[LogEntry]] = {}
+        bound = history.release_bound() + partial_bound
         sources = self._sources(epochs)
         current = epochs.current
         for address in epochs.addresses():
@@ -146,24 +163,34 @@ class Auditor:
                               "source (URL)", node=node, address=address)
                 run.count(False)
                 continue
-            if anchored > bound:
-                run.violation("anchored_too_many", f"node {node} anchored {anchored} releases; "
-                              f"the chain's debits and versions allow at most {bound}",
-                              node=node)
             limit = min(anchored, bound) + self.max_tail
             try:
                 fetched = fetch_log(source, page_size=self.page_size, max_entries=limit)
             except ReleaseLogError as e:
+                _too_many(run, node, anchored, bound, partial_bound)
                 run.violation(e.kind, str(e), node=node)
                 run.count(False)
                 continue
+            allowed = bound
+            if not partial_bound:
+                # no AggregateMarket audited: the partial releases the node anchored are
+                # bounded by no chain count (they are warned about as unaudited)
+                allowed += sum(isinstance(e, LoggedPartial) for e in fetched.entries[:anchored])
+            _too_many(run, node, anchored, allowed, partial_bound)
             if fetched.cut:
                 run.warning("log_cut", f"node {node}: read {limit} entries ({min(anchored, bound)} "
                             f"anchored + a pending tail of {self.max_tail}); the log goes on and "
                             "the rest was not checked", node=node)
             logs[address] = fetched.entries
-            run.count(anchored <= bound)
+            run.count(anchored <= allowed)
         return run, logs
+
+
+def _too_many(run: CheckRun, node: int, anchored: int, bound: int, partial_bound: int) -> None:
+    if anchored > bound:
+        partials = ("and aggregate debits " if partial_bound else "")
+        run.violation("anchored_too_many", f"node {node} anchored {anchored} releases; the "
+                      f"chain's debits {partials}and versions allow at most {bound}", node=node)
 
 
 def _check_foreign_anchors(history: MarketHistory, epochs: EpochHistory, run: CheckRun) -> None:
@@ -174,3 +201,17 @@ def _check_foreign_anchors(history: MarketHistory, epochs: EpochHistory, run: Ch
             first: ReleasesAnchored = anchors[0]
             run.violation("foreign_anchor", f"{first.node} anchored {len(anchors)} roots but "
                           "is not a node of any committee epoch", node=0)
+
+
+def _unaudited_partials(
+    logs: dict[str, list[LogEntry]], epochs: EpochHistory, run: CheckRun
+) -> None:
+    """Partial releases in a log, with no AggregateMarket to check them against: their
+    anchoring was checked, nothing else; say so rather than pass them silently."""
+    for address, entries in logs.items():
+        count = sum(isinstance(e, LoggedPartial) for e in entries)
+        if count:
+            node = epochs.label(address)
+            run.warning("partials_unaudited", f"node {node} logged {count} partial releases "
+                        "of aggregate debits; audit with the AggregateMarket (--aggregator) "
+                        "to check them", node=node)

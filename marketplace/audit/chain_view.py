@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from eth_typing import ChecksumAddress
+
 from marketplace.audit.epochs import FinalizedEpoch
 from marketplace.ceremony_chain import CeremonyReader
+from marketplace.chain.aggregate import AggregateClient
+from marketplace.chain.aggregate_types import AggregateDebit, Cohort
 from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import endpoint_name
@@ -110,3 +114,53 @@ class PinnedMarket:
                 raise ChainUnavailable(endpoint_name(self.market.w3), type(e).__name__) from e
             self._timestamps[block] = int(header["timestamp"])
         return self._timestamps[block]
+
+
+class AggregateView(Protocol):
+    """An AggregateMarket's views at the audited block (aggregate debits, DESIGN §10)."""
+
+    head: int
+    address: ChecksumAddress
+
+    def cohort(self, cohort_id: int) -> Cohort: ...
+
+    def aggregate(self, debit_id: int) -> AggregateDebit: ...
+
+    def aggregate_count(self) -> int: ...
+
+    def balance_of(self, account: str) -> Wei: ...
+
+    def contract_balance(self) -> Wei:
+        """The ether the AggregateMarket holds."""
+        ...
+
+    def timestamp(self, block: int) -> int: ...
+
+
+class PinnedAggregator:
+    """An `AggregateClient` whose views all read block `head`; block timestamps come from
+    the market's pinned view (one cache for the whole audit)."""
+
+    def __init__(self, client: AggregateClient, chain: ChainView) -> None:
+        self.client = client
+        self.chain = chain
+        self.head = chain.head
+        self.address = client.address
+
+    def cohort(self, cohort_id: int) -> Cohort:
+        return self.client.cohort(cohort_id, block=self.head)
+
+    def aggregate(self, debit_id: int) -> AggregateDebit:
+        return self.client.aggregate(debit_id, block=self.head)
+
+    def aggregate_count(self) -> int:
+        return self.client.aggregate_count(block=self.head)
+
+    def balance_of(self, account: str) -> Wei:
+        return self.client.balance_of(account, block=self.head)
+
+    def contract_balance(self) -> Wei:
+        return self.client.contract_balance(block=self.head)
+
+    def timestamp(self, block: int) -> int:
+        return self.chain.timestamp(block)

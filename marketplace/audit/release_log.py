@@ -13,12 +13,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import httpx
+from eth_utils.address import is_address, to_checksum_address
 
 from marketplace import jsonsafe
-from marketplace.eip712 import KeyRequest, MalformedSignature, ReleaseReceipt, signature_from_hex
+from marketplace.eip712 import (
+    KeyRequest,
+    MalformedSignature,
+    PartialReceipt,
+    PartialRequest,
+    ReleaseReceipt,
+    signature_from_hex,
+)
 from marketplace.errors import MarketplaceError
 
 #: Entries per request: the gateway's maximum `limit`.
@@ -88,10 +96,30 @@ class LoggedRelease:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggedPartial:
+    """A partial release of an aggregate debit in the same log (`"kind": "partial"`): the
+    `PartialReceipt` signed in the domain of the AggregateMarket `aggregator`, and the
+    buyer-signed `PartialRequest` that asked for it (None with `request_problem` as for a
+    key release)."""
+
+    seq: int
+    aggregator: str
+    receipt: PartialReceipt
+    signature: bytes
+    request: PartialRequest | None = None
+    request_signature: bytes = b""
+    request_problem: str = REQUEST_MISSING
+
+
+#: One entry of a node's log: a key release or a partial release.
+LogEntry: TypeAlias = LoggedRelease | LoggedPartial
+
+
+@dataclass(frozen=True, slots=True)
 class ReleasePage:
     node: int
     address: str
-    releases: tuple[LoggedRelease, ...]
+    releases: tuple[LogEntry, ...]
 
 
 class ReleaseLogSource(Protocol):
@@ -185,13 +213,19 @@ def parse_page(node: int, body: Any) -> ReleasePage:
     """Read one `GET /v1/releases` answer (docs/protocol.md wire format)."""
     if not isinstance(body, dict) or not isinstance(body.get("releases"), list):
         raise MalformedReleaseLog(node, "no `releases` list")
-    entries = []
+    entries: list[LogEntry] = []
     for raw in body["releases"]:
         if not isinstance(raw, dict) or not isinstance(raw.get("seq"), int):
             raise MalformedReleaseLog(node, "an entry without an integer `seq`")
         receipt_json = raw.get("receipt")
         if not isinstance(receipt_json, dict):
             raise MalformedReleaseLog(node, f"entry {raw['seq']} has no receipt")
+        kind = raw.get("kind", "key")
+        if kind == "partial":
+            entries.append(_partial(node, raw, receipt_json))
+            continue
+        if kind != "key":
+            raise MalformedReleaseLog(node, f"entry {raw['seq']} has an unknown kind")
         try:
             receipt = ReleaseReceipt.from_message(receipt_json)
         except ValueError as e:
@@ -199,6 +233,33 @@ def parse_page(node: int, body: Any) -> ReleasePage:
         entries.append(LoggedRelease(raw["seq"], receipt, _signature(raw.get("receiptSignature")),
                                      *_request(raw)))
     return ReleasePage(node, str(body.get("address", "")), tuple(entries))
+
+
+def _partial(node: int, raw: dict[str, Any], receipt_json: dict[str, Any]) -> LoggedPartial:
+    """A `"kind": "partial"` entry (protocol §20): its AggregateMarket, receipt and request."""
+    aggregator = raw.get("aggregator")
+    if not isinstance(aggregator, str) or not is_address(aggregator):
+        raise MalformedReleaseLog(node, f"entry {raw['seq']}: no AggregateMarket address")
+    try:
+        receipt = PartialReceipt.from_message(receipt_json)
+    except ValueError as e:
+        raise MalformedReleaseLog(node, f"entry {raw['seq']}: {e}") from e
+    request: PartialRequest | None = None
+    request_signature, problem = b"", ""
+    message = raw.get("request")
+    if message is None and raw.get("requestSignature") is None:
+        problem = REQUEST_MISSING
+    elif not isinstance(message, dict):
+        problem = "the request is not an object"
+    else:
+        try:
+            request = PartialRequest.from_message(message)
+            request_signature = signature_from_hex(raw.get("requestSignature"))  # type: ignore[arg-type]
+        except ValueError as e:
+            request, problem = None, str(e)
+    return LoggedPartial(raw["seq"], to_checksum_address(aggregator), receipt,
+                         _signature(raw.get("receiptSignature")), request, request_signature,
+                         problem)
 
 
 def _signature(value: object) -> bytes:
@@ -227,7 +288,7 @@ def _request(raw: dict[str, Any]) -> tuple[KeyRequest | None, bytes, str]:
 class FetchedLog:
     """The entries read from one node, and whether it had more than the auditor reads."""
 
-    entries: list[LoggedRelease]
+    entries: list[LogEntry]
     cut: bool = False
 
 
@@ -238,7 +299,7 @@ def fetch_log(
     entry beyond the bound is asked for, so a log of exactly `max_entries` is not cut)."""
     if page_size < 1 or (max_entries is not None and max_entries < 0):
         raise ValueError("page_size must be >= 1 and max_entries >= 0")
-    entries: list[LoggedRelease] = []
+    entries: list[LogEntry] = []
     after = 0
     while True:
         want = page_size

@@ -27,10 +27,12 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from eth_utils.address import to_checksum_address
+
 from marketplace.audit.chain_view import ChainView
 from marketplace.audit.epochs import EpochHistory
 from marketplace.audit.history import MarketHistory
-from marketplace.audit.release_log import REQUEST_MISSING, LoggedRelease
+from marketplace.audit.release_log import REQUEST_MISSING, LogEntry, LoggedPartial, LoggedRelease
 from marketplace.audit.report import CheckRun
 from marketplace.chain.errors import ContractRevert
 from marketplace.eip712 import (
@@ -41,7 +43,7 @@ from marketplace.eip712 import (
     digest,
     recover_signer,
 )
-from marketplace.merkle import merkle_root
+from marketplace.merkle import merkle_root, partial_item
 
 SIGNATURES = "release signatures"
 ANCHORING = "release anchoring"
@@ -98,26 +100,39 @@ class ReleaseChecker:
                                 CheckRun(REQUESTS))
         self._entitled: dict[tuple[int, int, int], bool] = {}
 
-    def check_node(self, address: str, log: list[LoggedRelease]) -> None:
-        """Check the log of the node with Ethereum address `address` (any epoch's)."""
+    def check_node(self, address: str, log: list[LogEntry]) -> None:
+        """Check the log of the node with Ethereum address `address` (any epoch's). Its
+        partial releases (aggregate debits) count in the sequence and the anchors here;
+        their own checks are `marketplace.audit.aggregates`'."""
         node = self.epochs.label(address)
         self._check_sequence(node, log)
-        for entry in log:
+        keys = [e for e in log if isinstance(e, LoggedRelease)]
+        for entry in keys:
             self._check_signature(node, address, entry)
         self._check_anchors(node, address, log)
-        for entry in log:
+        for entry in keys:
             if self._check_entitlement(node, entry):
                 self._check_request(node, entry)
 
     # ------------------------------------------------------------ log shape and signatures
 
-    def _check_sequence(self, node: int, log: list[LoggedRelease]) -> None:
+    def _check_sequence(self, node: int, log: list[LogEntry]) -> None:
         run = self.runs.signatures
         seen: set[tuple[int, int, bytes]] = set()
+        partials: set[tuple[str, int]] = set()
         for position, entry in enumerate(log, start=1):
             if entry.seq != position:
                 run.violation("log_malformed", f"node {node}: entry {position} has seq "
                               f"{entry.seq} (a gap or reordering)", node=node, seq=entry.seq)
+            if isinstance(entry, LoggedPartial):
+                # a node releases one sealed partial per aggregate debit
+                debit = (entry.aggregator.lower(), entry.receipt.debit_id)
+                if debit in partials:
+                    run.violation("log_malformed", f"node {node}: aggregate debit "
+                                  f"{entry.receipt.debit_id} has two partial releases",
+                                  node=node, seq=entry.seq)
+                partials.add(debit)
+                continue
             receipt = entry.receipt
             release = (receipt.debit_id, receipt.version, receipt.buyer_key_hash)
             if release in seen:
@@ -194,11 +209,19 @@ class ReleaseChecker:
 
     # ------------------------------------------------------------ anchors
 
-    def _check_anchors(self, node: int, address: str, log: list[LoggedRelease]) -> None:
+    def _item(self, entry: LogEntry) -> bytes:
+        """An entry's Merkle item (protocol §13): a key release's receipt digest; a partial
+        release's, in its AggregateMarket's domain, after the kind byte."""
+        if isinstance(entry, LoggedPartial):
+            domain = Eip712Domain(self.domain.chain_id, to_checksum_address(entry.aggregator))
+            return partial_item(digest(domain, entry.receipt))
+        return digest(self.domain, entry.receipt)
+
+    def _check_anchors(self, node: int, address: str, log: list[LogEntry]) -> None:
         """Compare every on-chain root with the log, and each anchored entry's date with
         its anchor's block; then judge the unanchored rest by age."""
         run = self.runs.anchoring
-        leaves = [digest(self.domain, e.receipt) for e in log]
+        leaves = [self._item(e) for e in log]
         first = 0
         for anchor in self.history.anchors_of(address):
             batch = leaves[first:first + anchor.count]
@@ -230,7 +253,7 @@ class ReleaseChecker:
                 run.warning("pending", f"node {node} seq {entry.seq}: not anchored yet", **ids)
                 run.pending += 1
 
-    def _dated_by_anchor(self, node: int, entry: LoggedRelease, anchor_block: int) -> bool:
+    def _dated_by_anchor(self, node: int, entry: LogEntry, anchor_block: int) -> bool:
         """An anchored receipt cannot be dated after the block that anchored it."""
         if entry.receipt.block <= anchor_block:
             return True
@@ -351,7 +374,7 @@ def check_releases(
     chain: ChainView,
     epochs: EpochHistory,
     domain: Eip712Domain,
-    logs: Mapping[str, list[LoggedRelease]],
+    logs: Mapping[str, list[LogEntry]],
     *,
     max_pending_age: int = MAX_PENDING_AGE,
     max_lag: int = MAX_LAG,

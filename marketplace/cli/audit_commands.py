@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from eth_utils.address import is_address
 from rich.console import Console
 
 from marketplace.app.audit import node_sources, run_audit
@@ -19,6 +20,8 @@ from marketplace.audit.auditor import MAX_TAIL
 from marketplace.audit.releases import MAX_LAG, MAX_PENDING_AGE
 from marketplace.audit.render import print_report
 from marketplace.audit.report import AuditReport
+from marketplace.chain.errors import ChainError
+from marketplace.chain.market import MarketClient
 from marketplace.cli.config import (
     CommitteeOption,
     FromBlockOption,
@@ -33,6 +36,9 @@ from marketplace.cli.config import (
 from marketplace.committee import read_roster
 from marketplace.errors import MarketplaceError
 from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from marketplace.chain.aggregate import AggregateClient
 
 #: Exit code when the audit cannot run at all (click uses it for usage errors too).
 CANNOT_AUDIT = 2
@@ -93,18 +99,51 @@ def audit(
         list[Path] | None,
         typer.Option("--roster", help="roster.json of an earlier epoch, for former nodes' URLs"),
     ] = None,
+    aggregator: Annotated[
+        str | None,
+        typer.Option(help="AggregateMarket address: also check its aggregate debits and the "
+                     "nodes' partial releases"),
+    ] = None,
 ) -> None:
     """Check a deployment end to end: balances, debit transitions, every CID, every release."""
     try:
         client = open_market(rpc, market)
         public = read_committee(committee)
         check_committee_matches(public, client.committee(), Path(str(committee)))
+        aggregate_client = open_aggregator(client, aggregator) if aggregator else None
         report = run_audit(
             client, open_store(store, existing=True),
             node_sources(public, timeout, [read_roster(p) for p in roster_files or ()]),
             from_block=from_block, max_block_range=max_block_range,
             max_pending_age=max_pending_age, max_lag=max_lag, max_tail=max_tail,
+            aggregator=aggregate_client,
         )
     except (MarketplaceError, StorageError, OSError) as e:
         raise _cannot(str(e)) from e
     raise typer.Exit(emit(report, json_out, Console()))
+
+
+class AggregatorMismatch(MarketplaceError):
+    """`--aggregator` is not an AggregateMarket of the audited market."""
+
+    def __init__(self, aggregator: str, reason: str) -> None:
+        self.aggregator = aggregator
+        self.reason = reason
+        super().__init__(f"--aggregator {aggregator}: {reason}")
+
+
+def open_aggregator(market: MarketClient, address: str) -> AggregateClient:
+    """The AggregateMarket at `address`, refused unless it serves the audited market (its
+    committee is the market's, so its partial releases sit in the same nodes' logs)."""
+    from marketplace.chain.aggregate import AggregateClient  # noqa: PLC0415
+
+    if not is_address(address):
+        raise AggregatorMismatch(address[:60], "not an Ethereum address")
+    client = AggregateClient(market.w3, address)
+    try:
+        served = client.market_address()
+    except (ChainError, ValueError) as e:  # no code there, or another contract
+        raise AggregatorMismatch(address, "no AggregateMarket answers at this address") from e
+    if served.lower() != market.address.lower():
+        raise AggregatorMismatch(address, f"it serves the market {served}, not {market.address}")
+    return client
