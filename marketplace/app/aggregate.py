@@ -385,14 +385,16 @@ class AgentState:
     path: Path
     aggregator: str
     owner: str
-    cursor: int = 0
+    #: per cohort, the first block whose requests may still be open (a cohort served for
+    #: the first time is read from --from-block)
+    cursors: dict[int, int] = field(default_factory=dict)
     spent_micros: int = 0
     debits: dict[int, DebitRecord] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path, aggregator: str, owner: str, from_block: int) -> AgentState:
+    def load(cls, path: Path, aggregator: str, owner: str) -> AgentState:
         if not path.exists():
-            return cls(path, aggregator, owner, from_block)
+            return cls(path, aggregator, owner)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("version") != STATE_VERSION:
@@ -403,15 +405,16 @@ class AgentState:
             debits = {int(k): DebitRecord(str(v["status"]), int(v["epsilonMicros"]),
                                           int(v["deadline"]), str(v.get("bundleCid", "")))
                       for k, v in data["debits"].items()}
-            return cls(path, aggregator, owner, max(int(data["cursor"]), from_block),
-                       int(data["spentMicros"]), debits)
+            cursors = {int(k): int(v) for k, v in data["cursors"].items()}
+            return cls(path, aggregator, owner, cursors, int(data["spentMicros"]), debits)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise StateFileError(path, f"unreadable ({type(e).__name__})") from e
 
     def save(self) -> None:
         """Write to a temporary file in the same folder, fsync, rename over the old one."""
         data = {"version": STATE_VERSION, "aggregator": self.aggregator, "owner": self.owner,
-                "cursor": self.cursor, "spentMicros": self.spent_micros,
+                "cursors": {str(k): v for k, v in sorted(self.cursors.items())},
+                "spentMicros": self.spent_micros,
                 "debits": {str(k): v.to_json() for k, v in sorted(self.debits.items())}}
         folder = self.path.parent
         folder.mkdir(parents=True, exist_ok=True)
@@ -467,7 +470,8 @@ class OwnerAgent:
     ) -> None:
         self.client, self.market, self.store, self.wallet = client, market, store, wallet
         self.policy, self.records, self.cohorts = policy, dict(records), tuple(cohorts)
-        self.state = AgentState.load(state_path, client.address, wallet.address, from_block)
+        self.from_block = from_block
+        self.state = AgentState.load(state_path, client.address, wallet.address)
 
     def run_once(self) -> list[Decision]:
         """Settle earlier reservations, then decide every open debit of the cohorts."""
@@ -475,15 +479,18 @@ class OwnerAgent:
         head = int(self.client.w3.eth.block_number)
         requests: list[AggregateRequested] = []
         for cohort in self.cohorts:
-            events = self.client.read_events(self.state.cursor, head, [AggregateRequested],
+            start = max(self.state.cursors.get(cohort, self.from_block), self.from_block)
+            events = self.client.read_events(start, head, [AggregateRequested],
                                              [None, topic(cohort)])
             requests += [e for e in events if isinstance(e, AggregateRequested)]
         requests.sort(key=lambda e: (e.ref.block_number, e.ref.log_index))
         now = chain_time(self.client.w3)
         decisions = [self._decide_safely(r, now) for r in requests]
         # later runs rescan only what could still be open: from the oldest open request
-        open_blocks = [r.ref.block_number for r in requests if r.deadline > now]
-        self.state.cursor = min(open_blocks, default=head + 1)
+        for cohort in self.cohorts:
+            still_open = [r.ref.block_number for r in requests
+                          if r.cohort_id == cohort and r.deadline > now]
+            self.state.cursors[cohort] = min(still_open, default=head + 1)
         self.state.save()
         return decisions
 

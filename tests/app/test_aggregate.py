@@ -429,7 +429,7 @@ def test_agent_inputs_are_checked(tmp_path: Path) -> None:
     state = AgentState(tmp_path / "s.json", "0x" + "11" * 20, "0x" + "22" * 20)
     state.save()
     with pytest.raises(Exception, match="another AggregateMarket or owner"):
-        AgentState.load(tmp_path / "s.json", "0x" + "11" * 20, "0x" + "33" * 20, 0)
+        AgentState.load(tmp_path / "s.json", "0x" + "11" * 20, "0x" + "33" * 20)
 
 
 # ---------------------------------------------------------------- the buyer
@@ -661,3 +661,23 @@ def test_agent_refuses_documents_the_chain_does_not_vouch_for(
     assert "forty-one" not in caplog.text
     for debit_id in (swapped, underpaid, honest):
         assert aggregator.contribution_of(debit_id, owner.address) == (False, False)
+
+
+def test_agent_given_a_new_cohort_reads_its_older_requests(
+    net: LocalNetwork, aggregator: AggregateClient, tmp_path: Path
+) -> None:
+    """Each cohort keeps its own cursor: a cohort added on a later run is read from the
+    start, not from where the other cohort's reading had got to."""
+    first = make_cohort(net, aggregator, 1, 1)
+    second = make_cohort(net, aggregator, 0, 1)
+    owner = first.owners[0]
+    CohortApp(aggregator, net.store, owner).join(second.cohort_id)
+    buyer = buyer_for(net, aggregator)
+    older = buyer.query(second.cohort_id, histogram(), price=10**16, deadline_seconds=600).debit
+    newer = buyer.query(first.cohort_id, histogram(), price=10**16, deadline_seconds=600).debit
+    agent = agent_for(net, aggregator, owner, first.cohort_id, tmp_path)
+    assert [d.debit_id for d in agent.run_once()] == [newer.debit_id]
+    both = agent_for(net, aggregator, owner, first.cohort_id, tmp_path)
+    both.cohorts = (first.cohort_id, second.cohort_id)
+    decisions = {d.debit_id: d.action for d in both.run_once()}
+    assert decisions == {older.debit_id: "contributed", newer.debit_id: "skipped"}
