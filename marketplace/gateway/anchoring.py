@@ -30,7 +30,8 @@ LogEntry: TypeAlias = Release | PartialRelease
 
 
 class MissingAggregation(RuntimeError):
-    """The log holds partial releases but this node runs no aggregation to sign them for."""
+    """The log holds partial releases but this node runs without the AggregateMarket whose
+    domain their receipts are signed in."""
 
 
 def receipt_leaf(
@@ -54,6 +55,10 @@ def log_after(
     entries: list[LogEntry] = [*state.releases_after(after, limit)]
     if partials is not None:
         entries += partials.state.releases_after(after, limit)
+    elif state.has_partials_after(after):
+        # skipping them would leave gaps in the log and in the anchored batches
+        raise MissingAggregation("this node's release log holds partial releases of "
+                                 "aggregate debits: run it with its --aggregator")
     return sorted(entries, key=lambda e: e.seq)[:limit]
 
 

@@ -189,6 +189,12 @@ def error_response(code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=ERROR_STATUS[code])
 
 
+async def _no_aggregation(_: Request, exc: MissingAggregation) -> JSONResponse:
+    """A log with partial releases on a node started without its AggregateMarket."""
+    log.error("%s", exc)
+    return error_response("state_unavailable", str(exc))
+
+
 def _service(request: Request) -> GatewayService:
     service: GatewayService = request.app.state.service
     return service
@@ -214,6 +220,7 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
         version="1",
         lifespan=lifespan,
         responses={code_status: {"model": ErrorBody} for code_status in (401, 403, 404, 409, 503)},
+        exception_handlers={MissingAggregation: _no_aggregation},
     )
     app.state.service = service
     metrics = GatewayMetrics.for_service(service, codes=ERROR_STATUS)

@@ -389,10 +389,19 @@ class GatewayState:
         return int(row[0]) if row else 0
 
     def last_release_seq(self) -> int:
-        """The newest release's sequence number, 0 before the first (for `/metrics`)."""
+        """The newest log entry's sequence number (a key or a partial release), 0 before
+        the first (for `/metrics`)."""
         with self.db.read() as tx:
-            row = tx.one("SELECT COALESCE(MAX(seq), 0) FROM releases")
-        return int(row[0]) if row else 0
+            return next_log_seq(tx) - 1
+
+    def has_partials_after(self, seq: int) -> bool:
+        """Whether the log holds a partial release after `seq`: a node restarted without its
+        AggregateMarket can neither serve nor anchor those (their domain is that contract)."""
+        with self.db.read() as tx:
+            if PARTIAL_RELEASES_TABLE not in tx.tables():
+                return False
+            row = tx.one(f"SELECT 1 FROM {PARTIAL_RELEASES_TABLE} WHERE seq > ? LIMIT 1", (seq,))  # noqa: S608
+        return row is not None
 
 
 #: The partial releases' table (marketplace/gateway/aggregate_state.py): its entries share

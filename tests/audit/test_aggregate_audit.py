@@ -522,3 +522,24 @@ def test_the_aggregator_option_refuses_what_is_not_this_markets_aggregator(
         open_aggregator(market, market.address)  # a contract without market()
     with pytest.raises(AggregatorMismatch, match="no AggregateMarket answers"):
         open_aggregator(market, Account.create().address)  # no code at all
+
+
+def test_a_node_restarted_without_its_aggregator_refuses_to_serve_a_gapped_log(
+    history: History,
+) -> None:
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+
+    from marketplace.gateway.api import create_app  # noqa: PLC0415
+    from marketplace.gateway.service import GatewayService  # noqa: PLC0415
+
+    running = history.s.net.gateways[1]
+    assert running.state.last_release_seq() == 3  # counts the partial release too
+    bare = GatewayService(market=history.s.net.market, state=running.state, node=running.node)
+    client = TestClient(create_app(bare, run_background=False))
+    refused = client.get("/v1/releases")
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "state_unavailable"
+    assert "--aggregator" in refused.json()["message"]
+    after = client.get("/v1/releases", params={"after": 2})  # past the partial: served
+    assert after.status_code == 200
+    assert [e["seq"] for e in after.json()["releases"]] == [3]
