@@ -9,9 +9,10 @@ and a restarted node resumes where the chain stands (the `CeremonyRunner` patter
   them only before the deadline);
 - seed: BLAKE2b-256("datadebit/aggregate-seed/v1" || chainId (32 BE) || aggregator (20) ||
   debitId (32 BE) || hash of the first block whose timestamp >= deadline);
-- round r (1, 2) closes at deadline + r * roundSeconds: a node's first post of the round
-  counts iff its block's timestamp <= the cut-off. A round's set is final once every node
-  of the committee has a counted post, or once a confirmed block is past the cut-off;
+- round r (1, 2) closes at T + r * roundSeconds, T the timestamp of that first block: a
+  node's first post of the round counts iff its block's timestamp <= the cut-off. A
+  round's set is final once every node of the committee has a counted post, or once a
+  confirmed block is past the cut-off;
 - dealers: the nodes with a counted round-1 post; openings: the counted round-2 posts.
 Payloads live in the content store (read with their CID checked and a size cap). A bundle
 this node cannot fetch or open is listed as unopened in its round-2 message, which excludes
@@ -236,6 +237,8 @@ class _Work:
     round_seconds: int
     index: int
     seed: bytes | None = None
+    #: timestamp of the first block at or after the deadline: the rounds count from it
+    opened_at: int | None = None
     received: dict[int, DealtShares] | None = None
     dealers: tuple[int, ...] = ()
     shares: Vector | None = None
@@ -352,10 +355,11 @@ class AggregationService:
             return
         work = self._work_for(debit, committee, index, [c.owner for c in contributions])
         agg = work.agg
-        if work.seed is None:
-            work.seed = self._seed(debit, head)
+        if work.seed is None or work.opened_at is None:
+            work.seed, work.opened_at = self._seed(debit, head)
         # round 1: deal, then the dealer set
-        final, dealers = self._counted(row, ROUND_SHARINGS, committee, head, work.round_seconds)
+        final, dealers = self._counted(row, ROUND_SHARINGS, committee, head, work.round_seconds,
+                                       work.opened_at)
         if not final:
             if index not in dealers and self._may_post(row.debit_id, ROUND_SHARINGS):
                 payload = deal_round1(agg, index, committee.encryption_keys)
@@ -369,7 +373,8 @@ class AggregationService:
         if work.shares is None:
             work.shares, work.unopened = self._shares(agg, contributions, index)
         # round 2: open, then the openings
-        final, openers = self._counted(row, ROUND_OPENINGS, committee, head, work.round_seconds)
+        final, openers = self._counted(row, ROUND_OPENINGS, committee, head, work.round_seconds,
+                                       work.opened_at)
         if not final:
             if index not in openers and self._may_post(row.debit_id, ROUND_OPENINGS):
                 opening = make_opening(agg, work.seed, work.shares, work.unopened, work.received)
@@ -431,9 +436,12 @@ class AggregationService:
         self._work[row.debit_id] = work
         return work
 
-    def _seed(self, debit: IndexedDebit, head: _Head) -> bytes:
-        """From the first block whose timestamp >= deadline (binary search: timestamps
-        never decrease)."""
+    def _seed(self, debit: IndexedDebit, head: _Head) -> tuple[bytes, int]:
+        """(seed, opening time) from the first block whose timestamp >= deadline (binary
+        search: timestamps never decrease). The rounds count from that block's timestamp,
+        not from the deadline: on a chain that mines only when sent a transaction (anvil
+        without a block time) that block may come long after the deadline, and rounds
+        counted from the deadline would have closed before anyone could post."""
         low, high = debit.block_number, head.number  # ts(low) < deadline <= ts(high)
         while high - low > 1:
             middle = (low + high) // 2
@@ -441,15 +449,17 @@ class AggregationService:
                 high = middle
             else:
                 low = middle
-        block_hash = bytes(self.market.w3.eth.get_block(high)["hash"])
-        return aggregation_seed(self.chain_id, self.aggregator, debit.row.debit_id, block_hash)
+        block = self.market.w3.eth.get_block(high)
+        seed = aggregation_seed(self.chain_id, self.aggregator, debit.row.debit_id,
+                                bytes(block["hash"]))
+        return seed, int(block["timestamp"])
 
     def _counted(
         self, row: DebitRow, round_number: int, committee: CommitteeEpoch, head: _Head,
-        round_seconds: int,
+        round_seconds: int, opened_at: int,
     ) -> tuple[bool, tuple[int, ...]]:
         """(final, nodes whose first post of the round counts), in node order."""
-        cutoff = row.deadline + round_number * round_seconds
+        cutoff = opened_at + round_number * round_seconds
         first: dict[int, int] = {}  # node index -> block of its first post
         timestamps: dict[int, int] = {}
         for post in self.state.rounds(row.debit_id, round_number):
@@ -645,8 +655,9 @@ class AggregationService:
                 return NotServedHere(f"this node is not in committee epoch {row.epoch}")
         work = self._work.get(row.debit_id)
         step = work.round_seconds if work else 1
+        opened = work.opened_at if work and work.opened_at is not None else row.deadline
         for r in (1, 2):
-            cutoff = row.deadline + r * step
+            cutoff = opened + r * step
             if chain_now <= cutoff:
                 return NotReady(f"aggregate debit {row.debit_id} is in round {r}",
                                 cutoff - chain_now + 1)

@@ -118,3 +118,35 @@ def test_result_with_one_gateway_down_uses_the_other_two(
     buyer.partials_client_factory = lambda: PartialsClient(buyer.domain, live, now=net.clock)
     got = buyer.result(int(debit.debit_id))
     assert got.used_nodes == (1, 3) and got.result.contributors == 2
+
+
+def test_rounds_count_from_the_first_block_after_the_deadline(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    """A chain that mines only when sent a transaction (anvil without a block time) may
+    make its first block after the deadline much later than the deadline. Rounds counted
+    from the deadline had then closed before any node could post (every node answered
+    aggregation_failed: "0 nodes dealt in round 1"); they count from that block."""
+    client = net.aggregator
+    assert isinstance(client, AggregateClient)
+    schema = CohortDocument(title="Ages", fields=[FieldSpec(name="age", type="integer")])
+    cohort_id, _ = CohortApp(client, net.store, net.account()).create(schema, "5", 2)
+    buyer = AggregateBuyer(client, net.market, net.store, net.account())
+    debit = buyer.query(cohort_id, AGES, deadline_seconds=600, price=10**15,
+                        round_seconds=30).debit
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY, encoding="utf-8")
+    for i, age in enumerate(["10", "80"]):
+        owner = net.account()
+        CohortApp(client, net.store, owner).join(cohort_id)
+        records = tmp_path / f"late-{i}.csv"
+        records.write_text(f"age\n{age}\n", encoding="utf-8")
+        OwnerAgent(client, net.market, net.store, owner, AgentPolicy.from_toml(policy),
+                   read_records(records), tmp_path / f"late-{i}.json", [cohort_id]).run_once()
+    net.dev.advance(600 + 10_000)  # the first block after the deadline: ~3 hours late
+    for _ in range(4):
+        net.sync()
+    buyer.partials_client_factory = lambda: PartialsClient(buyer.domain, dict(net.clients),
+                                                           now=net.clock)
+    got = buyer.result(int(debit.debit_id))
+    assert got.dealers == (1, 2, 3) and got.result.contributors == 2
