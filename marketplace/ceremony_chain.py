@@ -65,6 +65,8 @@ class CeremonyReader:
         self.from_block = from_block
         self.domain = Eip712Domain(market.chain_id, market.address)
         self._timestamps: dict[str, int] = {}
+        #: per ceremony: (last block read, its hash, the messages up to it)
+        self._messages: dict[int, tuple[int, bytes, tuple[CeremonyMessage, ...]]] = {}
 
     def params(self, info: CeremonyInfo) -> CeremonyParams:
         previous = None
@@ -88,9 +90,26 @@ class CeremonyReader:
             previous=previous,
         )
 
-    def messages(self, ceremony_id: int, to_block: int) -> list[CeremonyMessage]:
-        logs = self.market.ceremony_messages(ceremony_id, self.from_block, to_block)
-        return [
+    def messages(
+        self, ceremony_id: int, to_block: int, from_block: int | None = None
+    ) -> list[CeremonyMessage]:
+        """The ceremony's messages up to `to_block`. A node asks every round: what was
+        read before is kept, and only blocks after it are read again, unless the last block
+        read is no longer on the chain (a reorg: everything is read again)."""
+        start = self.from_block if from_block is None else max(from_block, self.from_block)
+        cached = self._messages.get(ceremony_id)
+        if cached is not None:
+            read_to, read_hash, known = cached
+            if read_to <= to_block and read_to >= start and self._block_hash(read_to) == read_hash:
+                if read_to == to_block:
+                    return list(known)
+                start, prefix = read_to + 1, list(known)
+            else:
+                prefix = []
+        else:
+            prefix = []
+        logs = self.market.ceremony_messages(ceremony_id, start, to_block)
+        found = prefix + [
             CeremonyMessage(
                 sender=log.sender,
                 kind=log.kind,
@@ -101,6 +120,13 @@ class CeremonyReader:
             )
             for log in logs
         ]
+        if len(self._messages) > 64:
+            self._messages.clear()
+        self._messages[ceremony_id] = (to_block, self._block_hash(to_block), tuple(found))
+        return found
+
+    def _block_hash(self, number: int) -> bytes:
+        return bytes(self.market.w3.eth.get_block(number)["hash"])
 
     def _timestamp(self, number: int, block_hash: str) -> int:
         known = self._timestamps.get(block_hash)
@@ -114,11 +140,15 @@ class CeremonyReader:
     def view(
         self, info: CeremonyInfo, *, to_block: int, now: int, params: CeremonyParams | None = None
     ) -> CeremonyView:
-        """The ceremony as of `now`, from its messages up to `to_block`."""
+        """The ceremony as of `now`, from its messages up to `to_block`. A reshare's
+        messages are read from the block its current epoch became final: it could take
+        none before (its approvals need that epoch), and reading a long chain from block 0
+        on every round is what made a reshare slow once the chain had grown."""
+        since = self.market.committee_at(info.epoch - 1).start_block if info.is_reshare else 0
         return evaluate(
             params or self.params(info),
             CeremonySchedule(info.opened_at, info.phase_seconds, info.deadline),
-            self.messages(info.ceremony_id, to_block),
+            self.messages(info.ceremony_id, to_block, since),
             now,
             recover_signer=result_signer(self.domain),
         )

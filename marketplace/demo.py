@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import logging
 import random
 import tempfile
@@ -55,6 +56,9 @@ from storage.progress import Progress
 
 T = TypeVar("T")
 PRICE = 10**15  # 0.001 ether per period
+#: Owners in the demo's aggregate cohort, and the age bands the buyer asks about.
+AGGREGATE_OWNERS = 50
+AGE_BINS = (0, 18, 30, 45, 65, 120)
 DAY = 86_400
 
 
@@ -276,6 +280,7 @@ class Demo:
         self.check_escrow([debit_a, debit_b], [owner, buyer_a, buyer_b])
         self.check_release_logs()
         self.audit()
+        self.aggregate_story()
         self.reshare(auto, a_v1)
 
     def consent_story(self, buyer_b: LocalAccount, manual: int, b_v1: Version) -> int:
@@ -360,10 +365,89 @@ class Demo:
                    == Point.from_bytes(epoch.committee_key),
                    "each gateway holds its own share; the committee key is on chain")
 
+    def aggregate_story(self) -> None:
+        """Step 9: 50 owners in a cohort answer a histogram query through their agents; the
+        gateways check and add their shares with noise, the buyer opens only the total."""
+        from marketplace.aggregate import Query  # noqa: PLC0415 - numpy and OpenDP on demand
+        from marketplace.aggregate.query_document import CohortDocument  # noqa: PLC0415
+        from marketplace.app.aggregate import (  # noqa: PLC0415
+            AgentPolicy,
+            AggregateBuyer,
+            CohortApp,
+            OwnerAgent,
+            PartialsClient,
+            read_records,
+        )
+        from marketplace.documents import FieldSpec  # noqa: PLC0415
+
+        self.say("[bold]9. Fifty owners answer a histogram query; nobody sees one owner's age[/]")
+        net, client = self.net, self.net.aggregator
+        if client is None:
+            raise DemoFailed("the embedded network has no AggregateMarket")
+        started = time.perf_counter()
+        schema = CohortDocument(title="Asthma study cohort",
+                                fields=[FieldSpec(name="age", type="integer", unit="years")])
+        cohort, _ = CohortApp(client, net.store, self.owner).create(schema, "4", 20)
+        query = Query("histogram", "age", 1.0, 1e-6, bins=AGE_BINS)
+        policy = self.work / "policy.toml"
+        policy.write_text('fields = ["age"]\nmax_epsilon = 1\nmax_total_epsilon = 4\n'
+                          'min_price_per_contribution = "0.0001eth"\n', encoding="utf-8")
+        # test data: the demo holds every owner's age only to show the true answer beside
+        rng = random.Random(9)  # noqa: S311 - synthetic ages, not a secret
+        ages = [min(99, max(1, int(rng.gauss(44, 18)))) for _ in range(AGGREGATE_OWNERS)]
+        owners = [net.account() for _ in ages]
+        for owner in owners:
+            CohortApp(client, net.store, owner).join(cohort)
+        buyer = AggregateBuyer(client, self.market, net.store, net.account())
+        since = int(self.market.w3.eth.block_number)  # agents read the chain from here
+        requested = buyer.query(cohort, query, deadline_seconds=DAY, price=5 * 10**16,
+                                round_seconds=60, requester="Lyon Asthma Study",
+                                purpose="age profile of the cohort, in bands")
+        self.ledger.gas.setdefault("requestAggregate", requested.gas_used)
+        for i, (owner, age) in enumerate(zip(owners, ages, strict=True)):
+            records = self.work / f"owner-{i}.csv"
+            records.write_text(f"age\n{age}\n", encoding="utf-8")
+            agent = OwnerAgent(client, self.market, net.store, owner,
+                               AgentPolicy.from_toml(policy), read_records(records),
+                               self.work / f"owner-{i}.state.json", [cohort],
+                               from_block=since)
+            if [d.action for d in agent.run_once()] != ["contributed"]:
+                raise DemoFailed(f"owner {i}'s agent did not contribute")
+        debit = int(requested.debit.debit_id)
+        self.say(f"   {AGGREGATE_OWNERS} owners' agents each Shamir-shared their age "
+                 f"across the 3 gateways, sealed per gateway; contributions recorded on chain")
+        net.dev.advance(DAY + 1)
+        for _ in range(4):  # round 1 (sharings and noise), round 2 (checks), partials
+            net.sync()
+        buyer.partials_client_factory = lambda: PartialsClient(
+            buyer.domain, dict(net.clients), now=net.clock)
+        got = buyer.result(debit)
+        self.ledger.timings["aggregate query (50 owners)"] = time.perf_counter() - started
+        truth = [sum(1 for a in ages if lo <= a < hi)
+                 for lo, hi in itertools.pairwise(AGE_BINS)]
+        table = Table(title=f"ages, epsilon = {query.epsilon}: noise sigma "
+                            f"{got.result.noise_sigma:.1f} per cell")
+        for column in ("band", "true (only the demo knows)", "noisy answer", "95% interval"):
+            table.add_column(column, justify="left" if column == "band" else "right")
+        for (lo, hi), true, value, (low, high) in zip(
+                itertools.pairwise(AGE_BINS), truth, got.result.values,
+                got.result.intervals, strict=True):
+            table.add_row(f"[{lo}, {hi})", str(true), f"{value:.0f}", f"[{low:.0f}, {high:.0f}]")
+        self.out.print(table)
+        sigma = got.result.noise_sigma
+        self.check(got.result.contributors == AGGREGATE_OWNERS and not got.faults
+                   and all(abs(v - t) <= 12 * sigma
+                           for v, t in zip(got.result.values, truth, strict=True)),
+                   f"the buyer got the noisy histogram of {AGGREGATE_OWNERS} owners from "
+                   f"partials {', '.join(map(str, got.used_nodes))}; each cell within the noise")
+        claimed = client.claim_contribution(owners[0], debit).value
+        self.check(claimed == requested.debit.price // AGGREGATE_OWNERS,
+                   f"each contributor claims an equal share: {format_eth(claimed)}")
+
     def reshare(self, listing_id: int, published: Version) -> None:
         """The committee grows to 3-of-4 by a reshare: same key, new shares, and a version
         published before it opens from the new shares alone."""
-        self.say("[bold]9. The committee grows to 3-of-4; its key stays the same[/]")
+        self.say("[bold]10. The committee grows to 3-of-4; its key stays the same[/]")
         net = self.net
         before = self.market.committee().committee_key
         started = time.perf_counter()
