@@ -80,7 +80,7 @@ COMMANDS: tuple[Entry, ...] = (
 CONFIG_KEYS: frozenset[str] = frozenset({
     "allow-zero-confirmations", "anchor-interval", "approve-rosters", "asset", "auto-approve",
     "buyer", "catalog", "chunk-size", "committee", "config", "confirmations", "consent-within",
-    "contact", "deadline",
+    "contact", "cors-origin", "deadline",
     "debit", "describe", "description", "ether", "from-block", "governor", "head-ttl",
     "host", "install-completion", "json", "kdf", "key-file", "keystore", "license",
     "limit", "listing", "market", "max-block-range", "max-lag", "max-pending-age", "max-price",
