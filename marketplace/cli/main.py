@@ -70,6 +70,8 @@ COMMANDS: tuple[Entry, ...] = (
           "marketplace.cli.market_commands"),
     Entry("catalog", "Run the catalog: a searchable index of the market's listings.",
           "marketplace.cli.market_commands"),
+    Entry("web", "Run the web app: catalog, requests, consent inbox, downloads.",
+          "marketplace.cli.web_commands"),
 )
 
 #: Every long option name (without `--`) of the whole command tree: the keys a --config
