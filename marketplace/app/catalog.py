@@ -107,8 +107,9 @@ class SearchQuery:
 
 
 class CatalogClient:
-    """A catalog server at `url`. `client`: an httpx client to send through (tests give
-    a TestClient of an in-process catalog); by default one is made per call."""
+    """A catalog server at `url`. `client`: an httpx client to send through, with its own
+    timeout (tests give a TestClient of an in-process catalog); by default one is made
+    per call with `timeout`."""
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  client: httpx.Client | None = None) -> None:
@@ -125,8 +126,7 @@ class CatalogClient:
 
         try:
             if self.client is not None:
-                response = self.client.get(self.url + path, params=params,
-                                           timeout=self.timeout)
+                response = self.client.get(self.url + path, params=params)
             else:
                 response = httpx.get(self.url + path, params=params, timeout=self.timeout)
         except httpx.HTTPError as e:

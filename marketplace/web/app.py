@@ -367,6 +367,12 @@ def _install_error_handlers(app: FastAPI, refuse: Any) -> None:
         return refuse(request, 503, "store_unavailable",  # type: ignore[no-any-return]
                       "the content store does not answer; try again shortly")
 
+    @app.exception_handler(OSError)
+    async def unreachable(request: Request, exc: OSError) -> Response:
+        log.warning("a service did not answer: %s", type(exc).__name__)
+        return refuse(request, 503, "unavailable",  # type: ignore[no-any-return]
+                      "a service this page needs does not answer; try again shortly")
+
     @app.exception_handler(CommitteeFileError)
     @app.exception_handler(MarketplaceError)
     async def failed(request: Request, exc: Exception) -> Response:
