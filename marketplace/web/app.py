@@ -264,8 +264,9 @@ def _add_api(app: FastAPI, holder: ServiceHolder) -> None:
             parsed = Cid.parse(cid)
         except StorageError as e:
             raise PageError(422, "malformed", "that is not a CID") from e
-        pieces = holder.get().store.stream(parsed)
+        store = holder.get().store
         try:
+            pieces = iter(store.stream(parsed))
             first = next(pieces, b"")
         except ContentNotFound as e:
             raise PageError(404, "not_found", f"{parsed.text} is not in the store") from e
