@@ -126,7 +126,7 @@ async function request(form) {
   const marketAddress = getAddress(cfg.market);
   // the price and asset as the chain has them now, not as the page was rendered
   const listing = await market.getListing(listingId);
-  const [price, isOpen, asset] = [listing[1], listing[5], getAddress(listing[6])];
+  const [price, isOpen, asset] = [listing.pricePerPeriod, listing.open, getAddress(listing.asset)];
   if (!isOpen) throw new Error("this listing is closed; nothing was sent");
   const total = price * periods;
 
