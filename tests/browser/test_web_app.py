@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Download, Page, expect
+from playwright.sync_api import Download, Page, Route, expect
 
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import connect
@@ -32,6 +32,7 @@ from marketplace.gateway.shares import EpochShare, ShareBook
 from marketplace.gateway.state import GatewayState
 from marketplace.keyrelease import NodeShare, SecretScalar
 from scripts.devstack import DevStack
+from storage.cid import Cid
 from tests.browser.conftest import Pages, readme_screenshot
 from tests.integration.test_devstack import datadebit
 
@@ -392,3 +393,66 @@ def test_with_a_save_picker_the_file_is_streamed_and_committed_only_when_verifie
            ).to_be_visible()
     saved = _saved_file(failing)
     assert saved["closed"] is False and saved["aborted"] is True and saved["removed"] is True
+
+
+def _flip_middle(body: bytes) -> bytes:
+    middle = len(body) // 2
+    return body[:middle] + bytes([body[middle] ^ 1]) + body[middle + 1:]
+
+
+def _before_final(body: bytes) -> bytes:
+    """The envelope up to its last full frame: every frame there authenticates."""
+    header, frame = 65, (1 << 20) + 17  # docs/protocol.md §3: 1 MiB chunks by default
+    return body[: header + (len(body) - header) // frame * frame]
+
+
+#: The single-block raw CID of `hello world\n`: a real CID, of other content.
+OTHER_CID = Cid.parse("bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4")
+
+
+def _other_cid_text(body: bytes) -> bytes:
+    return json.dumps({**json.loads(body), "cid": OTHER_CID.text}).encode()
+
+
+def _other_cid_bytes(body: bytes) -> bytes:
+    return json.dumps({**json.loads(body), "cidBytes": "0x" + OTHER_CID.binary.hex()}).encode()
+
+
+#: What a lying web server (or store) could send instead of the real answers, and the
+#: page's words for it: (route pattern, rewrite of the real body, expected message).
+LIES = {
+    "a flipped ciphertext byte": ("**/content/*", _flip_middle, "failed decryption"),
+    "a ciphertext cut short": ("**/content/*", lambda b: b[:-100], "failed decryption"),
+    "a ciphertext cut before FINAL": ("**/content/*", _before_final, "before its FINAL frame"),
+    "bytes appended": ("**/content/*", lambda b: b + b"\0" * 32, "failed decryption"),
+    "another CID for the version": ("**/api/listings/*/versions/*", _other_cid_text, "CID"),
+    "another CID's bytes for the version": (
+        "**/api/listings/*/versions/*", _other_cid_bytes, "CID",
+    ),
+}
+
+
+@pytest.mark.parametrize("lie", list(LIES))
+def test_a_lying_server_gets_nothing_saved(
+    pages: Pages, stack: DevStack, bought: Bought, lie: str
+) -> None:
+    """The page checks what the web server sends (the ciphertext chunk by chunk and against
+    its CID, the version's CID against the page's): a lie stops the download, the picked
+    file is aborted and removed, never committed."""
+    pattern, rewrite, expected = LIES[lie]
+    page = pages.open("buyer_a", f"/buyer/{stack.accounts['buyer_a'].address}",
+                      file_picker="fake").page
+
+    def lying(route: Route) -> None:
+        real = route.fetch()
+        route.fulfill(response=real, body=rewrite(real.body()))
+
+    page.route(pattern, lying)
+    downloads = _recorded_downloads(page)
+    page.click(_download_button(page, bought.debit, 1))
+    failure = page.locator("#messages .message.error", has_text="Nothing was saved")
+    expect(failure).to_be_visible()
+    assert expected in failure.inner_text()
+    saved = _saved_file(page)
+    assert saved["closed"] is False and saved["aborted"] is True and saved["removed"] is True
+    assert downloads == []

@@ -7,7 +7,7 @@
 // with showSaveFilePicker the file is written as we go to the browser's temporary file and
 // committed by close() only at the end (abort() otherwise); without it the plaintext is kept
 // and handed to a Blob download only after everything verified.
-import { CidBuilder } from "./cid.js";
+import { CidBuilder, cidToText } from "./cid.js";
 import { buyerKeyFromSignature, fromHex } from "./crypto.js";
 import { EnvelopeDecryptor } from "./envelope.js";
 import { fetchDataKey } from "./keys.js";
@@ -139,7 +139,9 @@ export async function downloadVersion({ debitId, listingId, version, cid, sink, 
     const config = await wallet.checkChain(); // /api/config, and the wallet on its chain
     const published = await getJson(`/api/listings/${listingId}/versions/${version}`,
       `version ${version} of listing ${listingId}`);
-    if (published.cid !== cid) {
+    const cidBytes = fromHex(published.cidBytes, "cidBytes");
+    // the capsule is bound to these bytes, the content is checked against the text: one CID
+    if (published.cid !== cid || cidToText(cidBytes) !== cid) {
       throw new DownloadError("cid_mismatch",
         `the server names CID ${shown(published.cid)} for this version, the page ${shown(cid)}`);
     }
@@ -150,7 +152,7 @@ export async function downloadVersion({ debitId, listingId, version, cid, sink, 
     const market = await wallet.marketRead();
     const dek = await fetchDataKey({
       config, debitId, version, listingId,
-      cidBytes: fromHex(published.cidBytes, "cidBytes"), capsule: fromHex(published.capsule, "capsule"),
+      cidBytes, capsule: fromHex(published.capsule, "capsule"),
       buyerKey, signTypedData: wallet.signTypedData, committeeAt: onChainCommittee(market), onEvent,
     });
     buyerKey.privateKey.fill(0);
