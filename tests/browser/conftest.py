@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from scripts.devstack import ROOT, DevStack
 
@@ -35,7 +42,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 #: Set to 1 to (re)write the README's screenshots (docs/img/); never in CI.
 README_SHOTS_ENV = "DATADEBIT_README_SCREENSHOTS"
 PROVIDER_JS = (Path(__file__).parent / "provider.js").read_text(encoding="utf-8")
-#: Milliseconds a page action may wait (a download includes t wallet signatures).
+#: Milliseconds a page action or an `expect` may wait (a download includes n wallet
+#: signatures and t key requests; CI machines are loaded).
 ACTION_TIMEOUT_MS = 30_000
 
 
@@ -49,6 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `bash scripts/dev test` installs Debian's chromium")
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)  # Playwright's own default is 5 s
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
