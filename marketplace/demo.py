@@ -38,10 +38,13 @@ from marketplace.app.audit import run_audit
 from marketplace.app.buyer import BuyerApp
 from marketplace.app.owner import OwnerApp, PublishedVersion
 from marketplace.app.progress import Stages
-from marketplace.app.units import format_duration, format_eth
+from marketplace.app.units import format_duration, format_eth, format_in
 from marketplace.audit.release_log import HttpReleaseLog
 from marketplace.audit.render import print_report
+from marketplace.chain.devtoken import TUSD, deploy_dev_stablecoin, mint_dev_stablecoin
 from marketplace.chain.market import TRUSTED_DEALER_TRANSCRIPT
+from marketplace.chain.tokens import asset_info
+from marketplace.chain.types import ETHER
 from marketplace.documents import ListingDocument, PurposeDocument
 from marketplace.errors import MarketplaceError
 from marketplace.keyclient import KeyFetchFailed
@@ -117,6 +120,8 @@ class Demo:
         self.owner = self.net.account()
         self.market = self.net.market
         self.owner_app = OwnerApp(self.market, self.net.store, self.owner)
+        #: the test dollar the consent-only feed is priced in (6 decimals, permit)
+        self.tusd = deploy_dev_stablecoin(self.market.w3, self.owner)
         self.tampered_ciphertext = b""
 
     def say(self, text: str) -> None:
@@ -152,10 +157,13 @@ class Demo:
                        (("pm25", "µg/m³"), ("no2", "µg/m³"), ("temp_c", "°C"))],
         })
 
-    def create(self, price: int, auto_approve: bool, document: ListingDocument) -> int:
-        created = self.owner_app.create_listing(price, DAY, auto_approve, document)
+    def create(self, price: int, auto_approve: bool, document: ListingDocument,
+               asset: str = ETHER) -> int:
+        created = self.owner_app.create_listing(price, DAY, auto_approve, document, asset=asset)
         self.ledger.gas.setdefault("createListing", created.gas_used)
-        self.say(f"   listing {created.listing_id} \"{document.title}\": {format_eth(price)} "
+        shown = asset_info(self.market.w3, asset)
+        self.say(f"   listing {created.listing_id} \"{document.title}\": "
+                 f"{format_in(price, shown.decimals, shown.symbol)} "
                  f"per {format_duration(DAY)}, described at {created.metadata_uri[:30]}…")
         return created.listing_id
 
@@ -188,8 +196,11 @@ class Demo:
 
     def buy(self, buyer: LocalAccount, listing_id: int, periods: int,
             purpose: PurposeDocument | None = None) -> int:
-        name = "requestDebit (auto-approve)" if self.market.listing(listing_id).auto_approve \
+        listing = self.market.listing(listing_id)
+        name = "requestDebit (auto-approve)" if listing.auto_approve \
             else "requestDebit (needs consent)"
+        if not listing.is_ether:
+            name = name.replace("requestDebit", "requestDebitWithPermit")
         requested = self.buyer(buyer).request(listing_id, periods, purpose)
         self.ledger.gas.setdefault(name, requested.gas_used)
         return requested.debit.debit_id
@@ -228,9 +239,9 @@ class Demo:
         auto = self.create(PRICE, True, self.describe(
             "Air quality, 40 stations", "PM2.5, PM10, NO2 and O3 every minute",
             ["air", "pollution"]))
-        manual = self.create(2 * PRICE, False, self.describe(
+        manual = self.create(2 * TUSD, False, self.describe(
             "Clinic visits near the stations", "Daily respiratory visits by district",
-            ["health", "air"]))
+            ["health", "air"]), asset=self.tusd)
         a_v1 = self.publish(auto, rows=80_000, seed=1)
         b_v1 = self.publish(manual, rows=80_000, seed=2)
 
@@ -260,6 +271,7 @@ class Demo:
         self.say("[bold]6. Someone tampers with a stored block[/]")
         self.tamper(a_v1)
 
+        self.refund_story(buyer_b, debit_b)
         self.payout_story(debit_a)
         self.check_escrow([debit_a, debit_b], [owner, buyer_a, buyer_b])
         self.check_release_logs()
@@ -269,7 +281,9 @@ class Demo:
     def consent_story(self, buyer_b: LocalAccount, manual: int, b_v1: Version) -> int:
         """Step 4: B asks with a purpose sealed to the owner; refused until the owner,
         having read it in the inbox, consents."""
-        self.say("[bold]4. Buyer B asks for the consent-only feed, with a purpose[/]")
+        self.say("[bold]4. Buyer B asks for the consent-only feed, priced in a test dollar, "
+                 "with a purpose[/]")
+        mint_dev_stablecoin(self.market.w3, self.tusd, self.owner, buyer_b.address, 100 * TUSD)
         words = "Correlate PM2.5 peaks with respiratory visits, district level only"
         debit_b = self.buy(buyer_b, manual, periods=3, purpose=PurposeDocument.model_validate({
             "requester": "Lyon Asthma Study", "purpose": words, "retention": "90 days",
@@ -290,6 +304,18 @@ class Demo:
         self.check(_sha256(plain) == b_v1.sha256, "after consent B decrypts the owner's file")
         return debit_b
 
+    def refund_story(self, buyer_b: LocalAccount, debit_b: int) -> None:
+        """After the revoke of step 5, B withdraws the unaccrued rest of the escrow, in the
+        listing's token."""
+        debit = self.market.debit(debit_b)
+        credited = self.market.balance_of(buyer_b.address, self.tusd)
+        payout = self.buyer(buyer_b).withdraw(self.tusd)
+        kept = debit.amount - payout.amount
+        self.check(payout.amount == credited and 0 < kept < debit.amount,
+                   f"B withdrew the unaccrued {format_in(payout.amount, 6, 'TUSD')} of "
+                   f"{format_in(debit.amount, 6, 'TUSD')}; the {format_in(kept, 6, 'TUSD')} "
+                   "that accrued until the revoke stays the owner's")
+
     def payout_story(self, debit_a: int) -> None:
         """Step 7: the owner claims what accrued on A's debit and withdraws it."""
         self.say("[bold]7. The owner claims what accrued and withdraws[/]")
@@ -303,13 +329,16 @@ class Demo:
                    f"withdrew {format_eth(payout.amount)}")
 
     def check_escrow(self, debits: list[int], accounts: list[LocalAccount]) -> None:
-        held = self.market.contract_balance()
-        escrow = sum(
-            self.market.debit(d).amount - self.market.debit(d).settled for d in debits
-        )
-        credited = sum(self.market.balance_of(a.address) for a in accounts)
-        self.check(held == escrow + credited,
-                   "market balance = unaccrued escrow + credited balances")
+        """Per asset: what the market holds = unsettled escrow + credited balances."""
+        for asset, name in ((ETHER, "ether"), (self.tusd, "TUSD")):
+            held = self.market.contract_balance(asset)
+            escrow = sum(
+                self.market.debit(d).amount - self.market.debit(d).settled for d in debits
+                if self.market.listing(self.market.debit(d).listing_id).asset == asset
+            )
+            credited = sum(self.market.balance_of(a.address, asset) for a in accounts)
+            self.check(held == escrow + credited,
+                       f"market's {name} = unsettled escrow + credited balances")
 
     def check_release_logs(self) -> None:
         releases = sum(len(g.state.releases_after(0)) for g in self.net.gateways.values())

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = ROOT / "contracts"
 ARTIFACTS = CONTRACTS / "artifacts"
 WRAPPER = ROOT / "scripts" / "solcjs-standard-json.js"
-CONTRACT_NAMES = ("DataMarket",)
+CONTRACT_NAMES = ("DataMarket", "DevStablecoin")
 
 SETTINGS: dict[str, Any] = {
     "evmVersion": "cancun",

@@ -53,7 +53,9 @@ from types import FrameType
 import httpx
 from eth_account import Account
 from eth_typing import ChecksumAddress
+from web3 import Web3
 
+from marketplace.chain.devtoken import TUSD, deploy_dev_stablecoin, mint_dev_stablecoin
 from marketplace.chain.market import MarketClient
 from marketplace.chain.provider import DevChain, connect
 from marketplace.committee import ROSTER_FILE, node_key_file_name, read_roster
@@ -64,6 +66,8 @@ from scripts.servers.process import free_port, stop_process_group
 ROOT = Path(__file__).resolve().parents[1]
 ETHER = 10**18
 NODE_FUNDING = 10 * ETHER
+#: Test dollars minted to each dev buyer.
+DEV_BUYER_TUSD = 10_000 * TUSD
 #: anvil's default accounts come from this public test mnemonic.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 #: Which anvil dev account plays which part (index in the mnemonic's derivation path).
@@ -183,6 +187,7 @@ class DevStack:
         self.rpc_url = ""
         self.store_url = ""
         self.market = ""
+        self.stablecoin = ""
         self.ipfs: IpfsDaemon | None = None
         self.gateways: dict[int, Gateway] = {}
         self.catalog_port = 0
@@ -263,7 +268,9 @@ class DevStack:
             log=self.setup_log,
         )
         self.market = out.strip().splitlines()[-1].strip()
-        dev = DevChain(connect(self.rpc_url))
+        w3 = connect(self.rpc_url)
+        dev = DevChain(w3)
+        self._deploy_stablecoin(w3)
         for index, node in enumerate(read_roster(self.roster_files[0]).nodes, start=1):
             dev.fund(node.address, NODE_FUNDING)
             self.gateways[index] = Gateway(
@@ -274,6 +281,15 @@ class DevStack:
                 log=self.state_dir / f"gateway-{index}.log",
                 address=node.address,
             )
+
+    def _deploy_stablecoin(self, w3: Web3) -> None:
+        """A test dollar (TUSD, 6 decimals, permit) for token listings; each dev buyer
+        gets DEV_BUYER_TUSD of it."""
+        deployer = Account.from_key(self.accounts["deployer"].private_key)
+        self.stablecoin = deploy_dev_stablecoin(w3, deployer)
+        for role in ("buyer_a", "buyer_b"):
+            mint_dev_stablecoin(w3, self.stablecoin, deployer, self.accounts[role].address,
+                                DEV_BUYER_TUSD)
 
     def wait_epoch(self, epoch: int, timeout: float | None = None) -> None:
         """Wait until committee `epoch` is final and every running member holds its share
@@ -594,6 +610,9 @@ class DevStack:
                 f"# web app: open {self.web_url} in a browser with a wallet on {self.rpc_url} "
                 f"(chain 31337; import a dev account below)  log {self.web_log}"
             )
+        lines.append(f"# test stablecoin TUSD (6 decimals, permit): {self.stablecoin}; "
+                     f"buyers A and B hold {DEV_BUYER_TUSD // TUSD:,} TUSD each "
+                     f"(owner create-listing --asset {self.stablecoin} --price 5tusd)")
         lines.append(f"# as a config file: --config {self.state_dir / 'datadebit.toml'}")
         lines.append(f"# as a shell script: source {self.state_dir / 'env.sh'}")
         return "\n".join(lines) + "\n"

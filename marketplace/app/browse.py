@@ -18,9 +18,10 @@ from eth_hash.auto import keccak
 
 from marketplace.app.reads import UnknownListing, listing_created, requested_on, topic
 from marketplace.app.units import format_duration, format_in
+from marketplace.chain.assets import AssetInfo
 from marketplace.chain.events import ListingCreated, VersionPublished
 from marketplace.chain.market import MarketClient, chain_time
-from marketplace.chain.tokens import AssetInfo, asset_info
+from marketplace.chain.tokens import asset_info
 from marketplace.chain.types import Debit, DebitState, Listing
 from marketplace.documents import (
     DocumentError,

@@ -9,6 +9,7 @@ httpx and pydantic are imported on first use: `market search` must start fast.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +17,11 @@ from marketplace.errors import MarketplaceError
 
 if TYPE_CHECKING:
     import httpx
+
+    from marketplace.chain.assets import AssetInfo
+
+_ETHER = "0x" + "00" * 20
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 #: How long one catalog call may take.
 DEFAULT_TIMEOUT = 10.0
@@ -57,6 +63,23 @@ class CatalogListing:
     title: str | None
     description: str | None
     tags: tuple[str, ...] = ()
+    #: what the price is in (issue 12); a catalog of an older layout sends none: ether
+    asset: str = _ETHER
+    asset_symbol: str | None = "ETH"
+    asset_decimals: int | None = 18
+
+    def shown_asset(self) -> AssetInfo:
+        """How to write this price: the catalog's symbol checked like a token's own (a
+        catalog is untrusted: no escapes, no token passing for ether); base units else."""
+        return _shown(self.asset, self.asset_symbol, self.asset_decimals)
+
+
+def _shown(asset: str, symbol: str | None, decimals: int | None) -> AssetInfo:
+    from marketplace.chain.assets import ETHER_INFO, shown_asset  # noqa: PLC0415
+
+    if int(asset, 16) == 0:
+        return ETHER_INFO
+    return shown_asset(asset, symbol, decimals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +108,32 @@ class CatalogDetail:
     document: dict[str, Any] | None = None
     versions: tuple[CatalogVersion, ...] = ()
     debits: dict[str, int] = field(default_factory=dict)
+    asset: str = _ETHER
+    asset_symbol: str | None = "ETH"
+    asset_decimals: int | None = 18
+
+    def shown_asset(self) -> AssetInfo:
+        return _shown(self.asset, self.asset_symbol, self.asset_decimals)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogAsset:
+    address: str
+    symbol: str | None
+    decimals: int
 
 
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """What the catalog's search takes (`max_price` in the listing's base units)."""
+    """What the catalog's search takes: `max_price` in base units of `asset` (without
+    `asset`: wei, and only ether listings match; protocol §18)."""
 
     q: str = ""
     tag: str | None = None
     max_price: int | None = None
     limit: int = 20
     offset: int = 0
+    asset: str | None = None
 
     def params(self) -> dict[str, str]:
         params = {"q": self.q, "limit": str(self.limit), "offset": str(self.offset)}
@@ -103,6 +141,8 @@ class SearchQuery:
             params["tag"] = self.tag
         if self.max_price is not None:
             params["max_price"] = str(self.max_price)
+        if self.asset is not None:
+            params["asset"] = self.asset
         return params
 
 
@@ -151,6 +191,15 @@ class CatalogClient:
     def listing(self, listing_id: int) -> CatalogDetail:
         """One listing; `CatalogRefused` (404, `unknown_listing`) when it is not indexed."""
         return self._parse(CatalogDetail, self.get_json(f"/v1/listings/{listing_id}"))
+
+    def assets(self) -> list[AssetInfo]:
+        """The payment assets of indexed listings, each checked like a token's own
+        metadata (what a `5tusd` price cap is resolved against)."""
+        body = self.get_json("/v1/assets")
+        found = self._parse(list[CatalogAsset], body.get("assets") if isinstance(body, dict)
+                            else None)
+        return [_shown(a.address, a.symbol, a.decimals) for a in found
+                if _ADDRESS.fullmatch(a.address)]
 
     def _parse(self, shape: type[_T], value: Any) -> _T:
         from pydantic import TypeAdapter, ValidationError  # noqa: PLC0415

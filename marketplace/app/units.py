@@ -8,8 +8,13 @@ amount, and what `format_eth`/`format_duration` print parses back to the same va
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from marketplace.errors import MarketplaceError
+
+if TYPE_CHECKING:  # (chain.types imports eth_utils: kept off the CLI's start-up path)
+    from marketplace.chain.assets import AssetInfo
 
 WEI_PER_ETH = 10**18
 WEI_PER_GWEI = 10**9
@@ -21,6 +26,8 @@ _AMOUNT_UNITS = {"eth": 18, "ether": 18, "gwei": 9, "wei": 0}
 #: `[0-9]`, not `\d`: `\d` matches other scripts' digits, which int() would accept.
 _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?\s*([a-z]*)")
 _NUMBER = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+#: The unit a price cap ends with (a symbol may hold digits after its first letter).
+_SUFFIX = re.compile(r"[a-z$][a-z0-9$._-]*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 _DURATION = re.compile(r"([0-9]+)\s*([smhd]?)")
 
@@ -150,3 +157,39 @@ def format_duration(seconds: int) -> str:
         if rest == 0:
             return f"{count}{unit}"
     return f"{seconds}s"
+
+
+def price_cap(
+    text: str, assets: Sequence[AssetInfo], asset: str | None = None
+) -> tuple[str, int]:
+    """(asset address, base units) of a search's price cap: `0.01eth`/`gwei`/wei for
+    ether; `5tusd` for the catalog's one token whose symbol is TUSD (any case); with
+    `asset` (an address), an amount of that asset, its decimals from `assets` (plain
+    base units if unknown). A symbol two tokens share is refused: it would compare
+    prices in different units, so the caller names the token by `asset`."""
+    from marketplace.chain.types import ETHER  # noqa: PLC0415 - see the import above
+    by_address = {a.address.lower(): a for a in assets}
+    if asset is not None:
+        info = by_address.get(asset.lower())
+        if info is None or info.address == ETHER:
+            return asset, (parse_wei(text) if int(asset, 16) == 0
+                           else parse_amount(text, 0, None))
+        return info.address, parse_in(text, info.decimals, info.symbol)
+    cleaned = text.strip().lower()
+    # a symbol may start with a digit (1INCH): match the listed symbols themselves first
+    named = [a for a in assets if a.symbol is not None and a.symbol != "ETH"
+             and cleaned.endswith(a.symbol.lower())
+             and _NUMBER.fullmatch(cleaned[: -len(a.symbol)].rstrip())]
+    if not named:
+        suffix = _SUFFIX.search(cleaned)
+        unit = suffix.group(0) if suffix else ""
+        if unit in ("", "eth", "ether", "gwei", "wei"):
+            return ETHER, parse_wei(text)
+        known = ", ".join(sorted({a.symbol for a in assets if a.symbol})) or "none"
+        raise UnitError(text, "a price cap", f"no listed token has the symbol {unit!r} "
+                        f"(symbols in the catalog: {known})")
+    if len({a.address.lower() for a in named}) > 1:
+        raise UnitError(text, "a price cap", f"{len(named)} tokens have the symbol "
+                        f"{named[0].symbol}: name one with --asset "
+                        f"({', '.join(a.address for a in named)})")
+    return named[0].address, parse_amount(text, named[0].decimals, named[0].symbol)

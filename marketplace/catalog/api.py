@@ -3,8 +3,9 @@ debit counts, and a health check.
 
 Every refusal is JSON with a stable `code`: bad query input is 422 `invalid_request`, an
 unknown listing 404 `unknown_listing`, a state database that is down 503
-`state_unavailable`. Prices travel as decimal strings of wei (uint256 does not fit a
-JSON number that JavaScript reads exactly).
+`state_unavailable`. Prices travel as decimal strings of the listing asset's base units
+(wei for ether; uint256 does not fit a JSON number that JavaScript reads exactly), with the
+asset's address, symbol and decimals beside them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class ListingOut(BaseModel):
     title: str | None
     description: str | None
     tags: list[str]
+    asset: str
+    asset_symbol: str | None
+    asset_decimals: int | None
 
 
 class VersionOut(BaseModel):
@@ -64,6 +68,16 @@ class SearchOut(BaseModel):
     offset: int
 
 
+class AssetOut(BaseModel):
+    address: str
+    symbol: str | None
+    decimals: int
+
+
+class AssetsOut(BaseModel):
+    assets: list[AssetOut]
+
+
 class HealthOut(BaseModel):
     status: str
     block: int | None
@@ -75,7 +89,8 @@ def _listing(s: ListingSummary) -> dict[str, Any]:
         "id": s.listing_id, "owner": s.owner, "price_wei": str(s.price_wei),
         "period_seconds": s.period_seconds, "auto_approve": s.auto_approve, "open": s.open,
         "document_status": s.document_status, "title": s.title,
-        "description": s.description, "tags": list(s.tags),
+        "description": s.description, "tags": list(s.tags), "asset": s.asset,
+        "asset_symbol": s.asset_symbol, "asset_decimals": s.asset_decimals,
     }
 
 
@@ -130,10 +145,12 @@ def create_app(store: CatalogStore) -> FastAPI:
             str | None, Query(min_length=1, max_length=40, pattern=r"^[^\x00-\x1f]+$")
         ] = None,
         max_price: Annotated[int | None, Query(ge=0, lt=_UINT256)] = None,
+        asset: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> SearchOut:
-        found = store.search(q, tag=tag, max_price=max_price, limit=limit, offset=offset)
+        found = store.search(q, tag=tag, max_price=max_price, asset=asset, limit=limit,
+                             offset=offset)
         return SearchOut(
             listings=[ListingOut(**_listing(s)) for s in found], limit=limit, offset=offset
         )
@@ -149,6 +166,13 @@ def create_app(store: CatalogStore) -> FastAPI:
                 status_code=404,
             )
         return _detail(found)
+
+    @app.get("/v1/assets", response_model=AssetsOut)
+    def assets(store: StoreDep) -> AssetsOut:
+        return AssetsOut(assets=[
+            AssetOut(address=a.address, symbol=a.symbol, decimals=a.decimals)
+            for a in store.assets()
+        ])
 
     @app.get("/v1/health", response_model=HealthOut)
     def health(store: StoreDep) -> HealthOut:

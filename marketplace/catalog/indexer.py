@@ -21,6 +21,7 @@ from marketplace.catalog.store import (
     CatalogStore,
     DocumentResult,
 )
+from marketplace.chain.assets import AssetInfo
 from marketplace.chain.events import (
     DebitCancelled,
     DebitConsented,
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Reads and verifies the listing document a metadata URI names.
 DocumentLoader = Callable[[str], ListingDocument]
+#: Reads how a payment asset is shown (a token's symbol and decimals).
+AssetReader = Callable[[str], AssetInfo]
 
 _INDEXED = (
     ListingCreated, ListingUpdated, VersionPublished, DebitRequested, DebitConsented,
@@ -118,8 +121,15 @@ class CatalogIndexer:
         now: Callable[[], float] = time.time,
         retry_delay: float = 30.0,
         max_retry_delay: float = 3600.0,
+        read_asset: AssetReader | None = None,
     ) -> None:
         self.store = store
+        if read_asset is None:
+            from marketplace.chain.tokens import asset_info  # noqa: PLC0415
+
+            def read_asset(asset: str) -> AssetInfo:
+                return asset_info(market.w3, asset)
+        self.read_asset = read_asset
         self.watcher = ChainWatcher(
             market, store, catalog_rows, confirmations=confirmations,
             start_block=start_block, max_block_range=max_block_range,
@@ -133,12 +143,14 @@ class CatalogIndexer:
         """Index the next batch of confirmed logs, then read the documents that are due;
         returns the number of new logs."""
         new = self.watcher.poll_once()
+        self.refresh_assets()
         self.refresh_documents()
         return new
 
     def catch_up(self) -> int:
         """Index up to the confirmed head and read every document that is due."""
         new = self.watcher.catch_up()
+        self.refresh_assets()
         while self.refresh_documents():
             pass
         return new
@@ -147,12 +159,28 @@ class CatalogIndexer:
         """Read one batch of documents that are pending or due a retry; returns how many."""
         return self.documents.refresh(limit)
 
+    def refresh_assets(self) -> int:
+        """Read the symbol and decimals of payment assets first seen in new listings; one
+        that cannot be read now (node down) is tried again at the next poll, its listings
+        shown in base units meanwhile. Returns how many were recorded."""
+        recorded = 0
+        for asset in self.store.unknown_assets():
+            try:
+                info = self.read_asset(asset)
+            except Exception as e:  # never fatal: the listings are indexed either way
+                log.info("payment asset %s: not read yet (%s)", asset, type(e).__name__)
+                continue
+            self.store.record_asset(info)
+            recorded += 1
+        return recorded
+
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Poll until `stop` is set; a failing poll (chain or database down) is logged
         and retried at the next interval."""
         while not stop.is_set():
             try:
                 busy = self.watcher.catch_up(max_rounds=20) > 0
+                self.refresh_assets()
                 busy = self.refresh_documents() > 0 or busy
             except Exception:
                 log.exception("catalog poll failed; retrying in %.1f s", interval)

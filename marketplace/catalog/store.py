@@ -17,6 +17,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from eth_utils.address import to_checksum_address
+
+from marketplace.chain.assets import AssetInfo
 from marketplace.chain.events import (
     DebitCancelled,
     DebitConsented,
@@ -28,6 +31,7 @@ from marketplace.chain.events import (
     MarketEvent,
     VersionPublished,
 )
+from marketplace.chain.types import ETHER
 from marketplace.chain.watcher import (
     Cursor,
     LogKey,
@@ -42,7 +46,7 @@ from storage.errors import InvalidCid
 
 #: The layout below; a catalog written by another layout is refused (rebuild it: the
 #: indexer replays the chain).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The prefix of the watcher's bookkeeping tables (cursor, seen blocks) in this store.
 _PREFIX = "catalog_"
 #: Logs recorded per transaction.
@@ -94,6 +98,10 @@ _COMMON_SCHEMA = (
         PRIMARY KEY (debit_id, block_number, log_index))""",
     "CREATE INDEX IF NOT EXISTS catalog_debits_by_listing ON catalog_debits (listing_id)",
     "CREATE INDEX IF NOT EXISTS catalog_debits_by_block ON catalog_debits (block_number)",
+    # how each payment asset is shown (symbol NULL: none that is safe to show; a listing
+    # whose asset has no row yet is shown in base units until the indexer reads it)
+    """CREATE TABLE IF NOT EXISTS catalog_assets (
+        asset TEXT PRIMARY KEY, symbol TEXT, decimals BIGINT NOT NULL)""",
 )
 _LISTINGS = """CREATE TABLE IF NOT EXISTS catalog_listings (
     listing_id BIGINT PRIMARY KEY, owner TEXT NOT NULL, price_key TEXT NOT NULL,
@@ -101,11 +109,11 @@ _LISTINGS = """CREATE TABLE IF NOT EXISTS catalog_listings (
     metadata_uri TEXT NOT NULL, terms_hash TEXT NOT NULL, block_number BIGINT NOT NULL,
     doc_status TEXT NOT NULL, doc_error TEXT, doc_json TEXT, title TEXT,
     description TEXT, tags TEXT, doc_attempts BIGINT NOT NULL DEFAULT 0,
-    doc_retry_at BIGINT NOT NULL DEFAULT 0{extra})"""
+    doc_retry_at BIGINT NOT NULL DEFAULT 0, asset TEXT NOT NULL{extra})"""
 _LISTING_INDEXES = (
     "CREATE INDEX IF NOT EXISTS catalog_listings_by_block ON catalog_listings (block_number)",
     "CREATE INDEX IF NOT EXISTS catalog_listings_by_doc ON catalog_listings (doc_status)",
-    "CREATE INDEX IF NOT EXISTS catalog_listings_by_price ON catalog_listings (price_key)",
+    "CREATE INDEX IF NOT EXISTS catalog_listings_by_price ON catalog_listings (asset, price_key)",
 )
 _SQLITE_SCHEMA = (
     _LISTINGS.format(extra=""),
@@ -128,8 +136,11 @@ _PG_TSV = (
 )
 _SUMMARY_COLUMNS = (
     "l.listing_id, l.owner, l.price_key, l.period_seconds, l.auto_approve, l.open, "
-    "l.doc_status, l.title, l.description, l.tags"
+    "l.doc_status, l.title, l.description, l.tags, l.asset, "
+    "(SELECT a.symbol FROM catalog_assets a WHERE a.asset = l.asset), "
+    "(SELECT a.decimals FROM catalog_assets a WHERE a.asset = l.asset)"
 )
+_SUMMARY_WIDTH = 13
 _WORD = re.compile(r"\w+")
 #: FTS5 search: ranked rowids fetched = (offset + limit) x _OVERFETCH + _FETCH_SLACK (room
 #: for closed listings), grown x _FETCH_GROWTH while a page comes back short.
@@ -156,6 +167,11 @@ class ListingSummary:
     title: str | None
     description: str | None  # the first 280 characters
     tags: tuple[str, ...]
+    #: What the price is in: `ETHER` or an ERC-20's address; its symbol and decimals once
+    #: the indexer has read them (`asset_decimals` None: not yet, show base units).
+    asset: str = ETHER
+    asset_symbol: str | None = "ETH"
+    asset_decimals: int | None = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +245,8 @@ class CatalogStore:
                 "INSERT INTO catalog_schema_version VALUES (1, ?) ON CONFLICT DO NOTHING",
                 (SCHEMA_VERSION,),
             )
+            tx.execute("INSERT INTO catalog_assets VALUES (?, 'ETH', 18) ON CONFLICT DO NOTHING",
+                       (ETHER,))
 
     def close(self) -> None:
         self.db.close()
@@ -370,6 +388,30 @@ class CatalogStore:
         else:
             tx.execute("DELETE FROM catalog_fts WHERE rowid = ?", (listing_id,))
 
+    # ---------------------------------------------------------------- assets
+
+    def unknown_assets(self) -> list[str]:
+        """Payment assets of indexed listings whose symbol and decimals are not read yet."""
+        with self.db.read() as tx:
+            rows = tx.all("SELECT DISTINCT l.asset FROM catalog_listings l WHERE NOT EXISTS "
+                          "(SELECT 1 FROM catalog_assets a WHERE a.asset = l.asset)")
+        return [to_checksum_address(str(r[0])) for r in rows]
+
+    def record_asset(self, info: AssetInfo) -> None:
+        """How `info.address` is shown (a token's metadata never changes: first read wins)."""
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO catalog_assets VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                       (info.address.lower(), info.symbol, info.decimals))
+
+    def assets(self) -> list[AssetInfo]:
+        """Every payment asset with a listing in the catalog and known metadata."""
+        with self.db.read() as tx:
+            rows = tx.all("SELECT a.asset, a.symbol, a.decimals FROM catalog_assets a WHERE "
+                          "EXISTS (SELECT 1 FROM catalog_listings l WHERE l.asset = a.asset) "
+                          "ORDER BY a.asset")
+        return [AssetInfo(to_checksum_address(str(a)), s if isinstance(s, str) else None,
+                          int(str(d))) for a, s, d in rows]
+
     # ---------------------------------------------------------------- queries
 
     def search(
@@ -378,28 +420,38 @@ class CatalogStore:
         *,
         tag: str | None = None,
         max_price: int | None = None,
+        asset: str | None = None,
         limit: int = 20,
         offset: int = 0,
     ) -> list[ListingSummary]:
         """Open listings matching every word of `q` (best first: a title match above a
-        tag match above a description match), optionally with `tag` and at most
-        `max_price` wei per period; without words, the newest first."""
+        tag match above a description match), optionally with `tag`, priced in `asset`
+        (an address, `ETHER` for ether) and at most `max_price` of its base units per
+        period; without words, the newest first. A price cap compares amounts of one asset
+        only: without `asset` it is in wei and keeps ether listings."""
         words = fts_words(q or "")
         where = ["l.open = 1"]
         params: list[object] = []
         tag_key = tag.strip().lower() if tag is not None else None
         price = price_key(max_price) if max_price is not None else None
+        if asset is None and price is not None:
+            asset = ETHER
+        if asset is not None:
+            asset = asset.lower()
         if tag_key is not None:
             where.append(
                 "EXISTS (SELECT 1 FROM catalog_tags t WHERE t.listing_id = l.listing_id "
                 "AND t.tag = ?)"
             )
             params.append(tag_key)
+        if asset is not None:
+            where.append("l.asset = ?")
+            params.append(asset)
         if price is not None:
             where.append("l.price_key <= ?")
             params.append(price)
         if words and not self.postgres:
-            return self._search_fts5(words, tag_key, price, limit, offset)
+            return self._search_fts5(words, tag_key, asset, price, limit, offset)
         if not words:
             sql = (f"SELECT {_SUMMARY_COLUMNS} FROM catalog_listings l "  # noqa: S608
                    f"WHERE {' AND '.join(where)} ORDER BY l.listing_id DESC LIMIT ? OFFSET ?")
@@ -415,8 +467,8 @@ class CatalogStore:
         return [_summary(r) for r in rows]
 
     def _search_fts5(
-        self, words: list[str], tag_key: str | None, price: str | None, limit: int,
-        offset: int,
+        self, words: list[str], tag_key: str | None, asset: str | None, price: str | None,
+        limit: int, offset: int,
     ) -> list[ListingSummary]:
         """Rank inside the FTS5 table, then join only the page's rows to the listings.
 
@@ -436,9 +488,14 @@ class CatalogStore:
         if tag_key is not None:
             candidates.append("SELECT listing_id FROM catalog_tags WHERE tag = ?")
             args.append(tag_key)
-        if price is not None:
-            candidates.append("SELECT listing_id FROM catalog_listings WHERE price_key <= ?")
-            args.append(price)
+        if asset is not None:
+            if price is None:
+                candidates.append("SELECT listing_id FROM catalog_listings WHERE asset = ?")
+                args.append(asset)
+            else:
+                candidates.append("SELECT listing_id FROM catalog_listings WHERE asset = ? "
+                                  "AND price_key <= ?")
+                args.extend([asset, price])
         within = f"AND +rowid IN ({' INTERSECT '.join(candidates)}) " if candidates else ""
         floor = None
         if not candidates:  # (a filter narrows the scan itself: no second pass for it)
@@ -495,11 +552,12 @@ class CatalogStore:
                 "AND n.log_index > d.log_index))) GROUP BY d.status",
                 (listing_id,),
             )
-        doc = json.loads(row[14]) if row[14] else None
+        w = _SUMMARY_WIDTH
+        doc = json.loads(row[w + 4]) if row[w + 4] else None
         return ListingDetail(
-            summary=_summary(row[:10], full=True),
-            metadata_uri=row[10], terms_hash=row[11], block_number=int(row[12]),
-            document_error=row[13], document=doc,
+            summary=_summary(row[:w], full=True),
+            metadata_uri=row[w], terms_hash=row[w + 1], block_number=int(row[w + 2]),
+            document_error=row[w + 3], document=doc,
             versions=tuple(VersionRow(int(v), str(c), int(b)) for v, c, b in versions),
             debits={str(s): int(n) for s, n in statuses},
         )
@@ -522,6 +580,9 @@ def _summary(row: Sequence[object], *, full: bool = False) -> ListingSummary:
         title=row[7] if isinstance(row[7], str) else None,
         description=description if isinstance(description, str) else None,
         tags=tuple(tags.split()) if isinstance(tags, str) else (),
+        asset=to_checksum_address(str(row[10])),
+        asset_symbol=row[11] if isinstance(row[11], str) else None,
+        asset_decimals=None if row[12] is None else int(str(row[12])),
     )
 
 
@@ -532,11 +593,11 @@ def _apply(tx: Tx, event: MarketEvent) -> None:
         status = STATUS_PENDING if event.metadata_uri else STATUS_NONE
         tx.execute(
             "INSERT INTO catalog_listings (listing_id, owner, price_key, period_seconds, "
-            "auto_approve, open, metadata_uri, terms_hash, block_number, doc_status) "
-            "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "auto_approve, open, metadata_uri, terms_hash, block_number, doc_status, asset) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (event.listing_id, event.owner, price_key(event.price_per_period),
              event.period_seconds, int(event.auto_approve), event.metadata_uri,
-             "0x" + event.terms_hash.hex(), ref.block_number, status),
+             "0x" + event.terms_hash.hex(), ref.block_number, status, event.asset.lower()),
         )
         _history(tx, event.listing_id, ref.block_number, ref.log_index,
                  price_key(event.price_per_period), event.auto_approve, True)

@@ -25,10 +25,11 @@ from eth_typing import ChecksumAddress
 from eth_utils.address import is_address, to_checksum_address
 
 from marketplace.chain.artifacts import ContractArtifact, load_artifact
-from marketplace.chain.errors import ChainError
+from marketplace.chain.assets import ETHER_INFO, AssetInfo, shown_asset
+from marketplace.chain.errors import ChainError, ChainUnavailable
 from marketplace.chain.jsonrpc import DEFAULT_TIMEOUT, JsonRpc, hex_bytes, quantity, redact
 from marketplace.chain.reverts import RevertDecoder, abi_type
-from marketplace.chain.types import Debit
+from marketplace.chain.types import ETHER, Debit
 
 #: `MarketClient.events()`'s default: blocks per `eth_getLogs` call.
 DEFAULT_MAX_BLOCK_RANGE = 500
@@ -78,6 +79,7 @@ class LightMarket:
         self._buyer_position = 1 + indexed.index("buyer")  # topics[0] is the event's
         self._debit_position = 1 + indexed.index("debitId")
         self._chain_id: int | None = None
+        self._assets: dict[str, AssetInfo] = {ETHER: ETHER_INFO}
 
     # ------------------------------------------------------------ node
 
@@ -104,6 +106,36 @@ class LightMarket:
         an id never created raises `UnknownDebit`, as there."""
         (values,) = self._view("getDebit", debit_id)
         return Debit.from_view(debit_id, values)
+
+    def listing_asset(self, listing_id: int) -> ChecksumAddress:
+        """What `listing_id` is priced in (`ETHER` or a token), from `getListing`."""
+        (values,) = self._view("getListing", listing_id)
+        return to_checksum_address(values[-1])
+
+    def asset_info(self, asset: str) -> AssetInfo:
+        """`tokens.asset_info` without web3: a token's `symbol()` and `decimals()` by
+        eth_call, read once per token (metadata does not change); a view the token lacks
+        (a revert, or an answer that does not decode) counts as absent, an unreachable node
+        is raised."""
+        if int(asset, 16) == 0:
+            return ETHER_INFO
+        address = to_checksum_address(asset)
+        if address not in self._assets:
+            symbol = self._token_view(address, b"symbol()", "string")
+            decimals = self._token_view(address, b"decimals()", "uint8")
+            self._assets[address] = shown_asset(address, symbol, decimals)
+        return self._assets[address]
+
+    def _token_view(self, token: str, signature: bytes, output: str) -> object:
+        try:
+            result = self._rpc.call("eth_call", [
+                {"to": token, "data": "0x" + keccak(signature)[:4].hex()}, "latest"])
+            (value,) = abi_decode([output], hex_bytes(result, signature.decode(), self.endpoint))
+        except ChainUnavailable:
+            raise
+        except Exception:  # a revert, a missing function, undecodable bytes: absent
+            return None
+        return value
 
     def debit_ids_requested_by(
         self, buyer: str, from_block: int = 0, to_block: int | None = None

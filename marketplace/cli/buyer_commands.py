@@ -42,6 +42,7 @@ from marketplace.cli.owner_commands import (
 )
 from marketplace.cli.render import (
     asset_amount,
+    asset_fields,
     debit_line,
     note,
     print_debits,
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     import httpx
 
     from marketplace.app.buyer import FetchResult, Quote, RequestedDebit
-    from marketplace.chain.tokens import AssetInfo
+    from marketplace.chain.assets import AssetInfo
     from marketplace.documents import PurposeDocument
     from marketplace.keyclient import KeyClient
 
@@ -332,10 +333,15 @@ def status(
     with cli_errors():  # read without web3 (start-up budget); a --keystore loads eth_account
         client = open_light_market(rpc, market)
         if debit is not None:
-            records = [view_record(DebitView(client.debit(debit)))]
+            views = [DebitView(client.debit(debit))]
         else:
             who = address_or_wallet(buyer, "--buyer", keystore, passphrase_file)
-            records = [view_record(v) for v in debits_of(client, who, from_block)]
+            views = debits_of(client, who, from_block)
+        # each amount in its listing's asset (symbol and decimals read once per listing)
+        assets = {listing: client.asset_info(client.listing_asset(listing))
+                  for listing in {v.debit.listing_id for v in views}}
+        records = [{**view_record(v), **asset_fields(assets[v.debit.listing_id])}
+                   for v in views]
     if json_out:
         print_json(records[0] if debit is not None else records)
     elif not records:

@@ -8,15 +8,20 @@ units module, no web3 on their path, so a search starts fast.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+import re
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from marketplace.app.units import UnitError, format_eth, parse_wei
+from marketplace.app.units import UnitError, format_amount, format_eth, price_cap
 from marketplace.cli.config import MarketOption, RpcOption, StoreOption
+
+if TYPE_CHECKING:
+    from marketplace.chain.assets import AssetInfo
 
 CATALOG_ENV = "DATADEBIT_CATALOG"
 DEFAULT_CATALOG = "http://127.0.0.1:8600"
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 catalog_app = typer.Typer(help="Run the catalog: a searchable index of the market's listings.",
                           no_args_is_help=True)
@@ -51,7 +56,27 @@ def _get(catalog: str, path: str, params: dict[str, str] | None = None) -> Any:
 
 
 def _price(listing: dict[str, Any]) -> str:
-    return f"{format_eth(int(listing['price_wei']))} / {listing['period_seconds']} s"
+    """The price in the listing's asset. The catalog's symbol is checked again like a
+    token's own (`shown_asset`): a catalog must not be able to print escapes or pass a
+    token off as ether; without a symbol, or before the catalog read the token, base units."""
+    from marketplace.chain.assets import shown_asset  # noqa: PLC0415
+
+    units, period = int(listing["price_wei"]), listing["period_seconds"]
+    if int(str(listing.get("asset") or "0x0"), 16) == 0:
+        return f"{format_eth(units)} / {period} s"
+    shown = shown_asset(str(listing["asset"]), listing.get("asset_symbol"),
+                        listing.get("asset_decimals"))
+    return f"{format_amount(units, shown.decimals, shown.symbol)} / {period} s"
+
+
+def _assets(catalog: str) -> list[AssetInfo]:
+    """The payment assets the catalog knows, each checked like a token's own metadata."""
+    from marketplace.app.catalog import CatalogClient, CatalogError  # noqa: PLC0415
+
+    try:
+        return CatalogClient(catalog).assets()
+    except CatalogError as e:
+        raise _fail(str(e)) from e
 
 
 @market_app.command("search")
@@ -59,7 +84,12 @@ def search(
     query: Annotated[str, typer.Argument(help="Words to find (all must match).")] = "",
     tag: Annotated[str | None, typer.Option(help="Only listings with this tag.")] = None,
     max_price: Annotated[
-        str | None, typer.Option(help="At most this per period: 0.01eth, 1000000gwei, wei.")
+        str | None, typer.Option(help="At most this per period, in one asset: 0.01eth, "
+                                 "1000000gwei, wei, or a listed token's symbol (5tusd).")
+    ] = None,
+    asset: Annotated[
+        str | None, typer.Option(help="Only listings priced in this token (address; "
+                                 "0x0...0 for ether); --max-price is then in its units.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     catalog: CatalogOption = DEFAULT_CATALOG,
@@ -69,11 +99,16 @@ def search(
     params = {"q": query, "limit": str(limit)}
     if tag is not None:
         params["tag"] = tag
+    if asset is not None and not _ADDRESS.fullmatch(asset):
+        raise _fail(f"--asset {asset[:60]!r} is not an address (0x and 40 hex digits)")
     if max_price is not None:
         try:
-            params["max_price"] = str(parse_wei(max_price))
+            asset, units = price_cap(max_price, _assets(catalog), asset)
         except UnitError as e:
             raise _fail(f"--max-price: {e}") from e
+        params["max_price"] = str(units)
+    if asset is not None:
+        params["asset"] = asset
     body = _get(catalog, "/v1/listings", params)
     if as_json:
         typer.echo(json.dumps(body, indent=2))

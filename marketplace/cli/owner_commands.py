@@ -52,8 +52,8 @@ from marketplace.cli.wallet_commands import (
 if TYPE_CHECKING:
     from marketplace.app.owner import OwnerApp
     from marketplace.app.progress import Stages
+    from marketplace.chain.assets import AssetInfo
     from marketplace.chain.market import MarketClient
-    from marketplace.chain.tokens import AssetInfo
     from marketplace.documents import ListingDocument
     from storage.progress import Progress
 

@@ -21,7 +21,7 @@ from marketplace.chain.types import Debit, DebitState
 if TYPE_CHECKING:
     from marketplace.app.owner import PendingRequest
     from marketplace.app.reads import DebitView, ListingView
-    from marketplace.chain.tokens import AssetInfo
+    from marketplace.chain.assets import AssetInfo
 
 
 def note(message: str) -> None:

@@ -34,10 +34,9 @@ from marketplace.app import browse
 from marketplace.app.audit import run_audit
 from marketplace.app.catalog import CatalogError, SearchQuery
 from marketplace.app.reads import UnknownListing
-from marketplace.app.units import UnitError, format_duration, parse_wei
-from marketplace.chain.errors import ChainError, ChainUnavailable
+from marketplace.app.units import UnitError, format_duration, price_cap
+from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.errors import UnknownListing as ChainUnknownListing
-from marketplace.chain.tokens import AssetInfo, asset_info
 from marketplace.committee import CommitteeFileError
 from marketplace.documents import MAX_DOCUMENT_BYTES, DocumentError, DocumentUnavailable
 from marketplace.errors import MarketplaceError
@@ -155,22 +154,24 @@ def _add_pages(app: FastAPI, holder: ServiceHolder, page: Renderer) -> None:
         max_price: Annotated[str, Query(max_length=100)] = "",
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> HTMLResponse:
-        try:
-            limit = parse_wei(max_price) if max_price.strip() else None
-        except UnitError as e:
-            raise PageError(400, "bad_query", f"maximum price: {e}") from e
-        query = SearchQuery(q.strip(), tag.strip() or None, limit, PAGE_SIZE, offset)
         form = {"q": q, "tag": tag, "max_price": max_price}
         services = holder.get()
         try:
+            asset, limit = None, None
+            if max_price.strip():  # `5tusd` names one of the catalog's tokens (protocol §18)
+                asset, limit = price_cap(max_price, services.catalog.assets())
+            query = SearchQuery(q.strip(), tag.strip() or None, limit, PAGE_SIZE, offset,
+                                asset)
             results = services.catalog.search(query)
+        except UnitError as e:
+            raise PageError(400, "bad_query", f"maximum price: {e}") from e
         except CatalogError as e:
             log.warning("catalog search failed: %s", e)
             return page(request, "catalog.html", "catalog", status=503, form=form, results=None,
                         prices={}, unavailable="The catalog is unavailable right now, so "
                         "search does not work; try again shortly.", next_offset=None,
                         prev_offset=None)
-        prices = _result_prices(services, [(r.id, r.price_wei) for r in results])
+        prices = {r.id: browse.amount_text(r.shown_asset(), r.price_wei) for r in results}
         next_offset = offset + PAGE_SIZE if len(results) == PAGE_SIZE else None
         prev_offset = max(0, offset - PAGE_SIZE) if offset else None
         return page(request, "catalog.html", "catalog", form=form, results=results,
@@ -297,20 +298,6 @@ def _add_api(app: FastAPI, holder: ServiceHolder) -> None:
         from marketplace.chain.artifacts import load_artifact  # noqa: PLC0415
 
         return list(load_artifact().abi)
-
-
-def _result_prices(services: WebServices, results: list[tuple[int, int]]) -> dict[int, str]:
-    """Each result's price in its listing's asset (the catalog indexes no asset: read it
-    from the chain); a chain that does not answer leaves the prices out."""
-    prices: dict[int, str] = {}
-    try:
-        for listing_id, price in results:
-            asset: AssetInfo = asset_info(services.market.w3,
-                                          services.market.listing(listing_id).asset)
-            prices[listing_id] = browse.amount_text(asset, price)
-    except ChainError as e:
-        log.warning("prices of search results unavailable: %s", e)
-    return prices
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -14,8 +14,9 @@ from web3.contract import Contract
 
 from marketplace.app.buyer import InsufficientTokens, PriceAboveLimit, PriceChanged
 from marketplace.app.owner import MixedAssets, OwnerApp
+from marketplace.chain.assets import ETHER_INFO, shown_asset
 from marketplace.chain.errors import ConsentDeadlinePassed, NotDebitBuyer
-from marketplace.chain.tokens import ETHER_INFO, asset_info, shown_asset, token_balance
+from marketplace.chain.tokens import asset_info, token_balance
 from marketplace.chain.types import ETHER, DebitState
 from marketplace.localnet import LocalNetwork
 from tests.app.conftest import buyer_app

@@ -155,3 +155,34 @@ def test_parse_in_and_format_in_keep_ether_units_for_ether() -> None:
     assert format_in(10**15, 18, "ETH") == format_eth(10**15)
     assert parse_in("2tusd", 6, "TUSD") == 2_000_000
     assert format_in(2_000_000, 6, "TUSD") == "2 TUSD"
+
+
+def test_price_cap_resolves_a_symbol_among_the_catalogs_tokens() -> None:
+    """`market search --max-price 5tusd`: the unit names one listed token; ether units stay
+    ether; an unknown or shared symbol is refused with what would work."""
+    from marketplace.app.units import price_cap  # noqa: PLC0415
+    from marketplace.chain.assets import ETHER_INFO, AssetInfo  # noqa: PLC0415
+    from marketplace.chain.types import ETHER  # noqa: PLC0415
+
+    tusd = AssetInfo("0x" + "ab" * 20, "TUSD", 6)
+    bare = AssetInfo("0x" + "ef" * 20, None, 0)
+    assets = [ETHER_INFO, tusd, bare]
+    assert price_cap("5tusd", assets) == (tusd.address, 5_000_000)
+    assert price_cap("2.5 TUSD", assets) == (tusd.address, 2_500_000)
+    assert price_cap("0.01eth", assets) == (ETHER, 10**16)
+    assert price_cap("7", assets) == (ETHER, 7)
+    assert price_cap("3", assets, bare.address) == (bare.address, 3)
+    assert price_cap("1.5tusd", assets, tusd.address.upper().replace("0X", "0x")) == (
+        tusd.address, 1_500_000)
+    assert price_cap("0.5eth", assets, ETHER) == (ETHER, 5 * 10**17)
+    with pytest.raises(UnitError, match=r"no listed token has the symbol 'usdc'.*ETH, TUSD"):
+        price_cap("5usdc", assets)
+    twin = AssetInfo("0x" + "12" * 20, "TUSD", 18)
+    with pytest.raises(UnitError, match="2 tokens have the symbol TUSD: name one with --asset"):
+        price_cap("5tusd", [*assets, twin])
+    with pytest.raises(UnitError, match="fraction of a base unit"):
+        price_cap("0.0000001tusd", assets)
+    with pytest.raises(UnitError):
+        price_cap("1.5", assets, bare.address)  # a symbol-less token takes base units only
+    inch = AssetInfo("0x" + "34" * 20, "1INCH", 18)
+    assert price_cap("2 1inch", [*assets, inch]) == (inch.address, 2 * 10**18)

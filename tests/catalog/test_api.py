@@ -18,6 +18,7 @@ from marketplace.catalog.store import CatalogStore
 from marketplace.cli.main import app as cli
 from scripts.servers.process import free_port
 from tests.catalog.conftest import PRICE, Backend, Market, doc
+from tests.chain.conftest import CompiledContract, helper_contracts  # noqa: F401 - fixture
 
 
 @dataclass
@@ -127,3 +128,68 @@ def test_market_search_and_show_through_the_cli(served: tuple[Indexed, str]) -> 
     assert missing.exit_code == 1 and "no listing 999" in missing.stderr
     bad = runner.invoke(cli, ["market", "search", "x", "--max-price", "lots", "--catalog", url])
     assert bad.exit_code == 1 and "--max-price" in bad.stderr
+
+
+def test_token_listings_are_shown_and_capped_in_the_tokens_units(
+    backend: Backend, chain_market: Market,
+    helper_contracts: dict[str, CompiledContract],  # noqa: F811
+) -> None:
+    """Issue 12: the indexer reads a listing token's symbol and decimals once; the API
+    gives them beside the price; `market search --max-price 5tusd` resolves the symbol
+    among the catalog's tokens and compares that token's units only."""
+    m = chain_market
+    w3, compiled = m.market.w3, helper_contracts["PermitToken"]
+    factory = w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
+    tx = factory.constructor().build_transaction({
+        "from": m.owner.address, "nonce": w3.eth.get_transaction_count(m.owner.address)})
+    token = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(
+        m.owner.sign_transaction(tx).raw_transaction))["contractAddress"]
+    ether = m.listing_with(doc("Air quality in Lyon", "hourly PM2.5"))
+    from marketplace.documents import document_uri, put_document  # noqa: PLC0415
+
+    uri = document_uri(put_document(m.store, doc("Air quality in Turin", "daily")))  # type: ignore[arg-type]
+    priced = m.market.create_listing(m.owner, price_per_period=5_000_000, period_seconds=3600,
+                                     auto_approve=True, metadata_uri=uri, asset=token).value
+    store = backend.open()
+    m.indexer(store).catch_up()
+    client = TestClient(create_app(store))
+    found = {x["id"]: x for x in client.get("/v1/listings", params={"q": "air"}).json()["listings"]}
+    assert (found[priced]["asset"], found[priced]["asset_symbol"],
+            found[priced]["asset_decimals"], found[priced]["price_wei"]) == (
+        token, "TUSD", 6, "5000000")
+    assert (found[ether]["asset_symbol"], found[ether]["asset_decimals"]) == ("ETH", 18)
+    assets = client.get("/v1/assets").json()["assets"]
+    assert {(a["symbol"], a["decimals"]) for a in assets} == {("ETH", 18), ("TUSD", 6)}
+    assert client.get("/v1/listings", params={"asset": "0x12"}).status_code == 422
+    with ServedCatalog(store) as server:
+        runner = CliRunner()
+        shown = runner.invoke(cli, ["market", "search", "air", "--catalog", server.url])
+        assert shown.exit_code == 0, shown.output
+        assert "Turin  5 TUSD / 3600 s" in shown.stdout and "Lyon  0.001 ETH" in shown.stdout
+        capped = runner.invoke(cli, ["market", "search", "air", "--max-price", "5tusd",
+                                     "--catalog", server.url])
+        assert capped.exit_code == 0, capped.output
+        assert f"#{priced} " in capped.stdout and f"#{ether} " not in capped.stdout
+        below = runner.invoke(cli, ["market", "search", "air", "--max-price", "4.99 TUSD",
+                                    "--catalog", server.url])
+        assert "no listings found" in below.stdout
+        unknown = runner.invoke(cli, ["market", "search", "--max-price", "5usdc",
+                                      "--catalog", server.url])
+        assert unknown.exit_code == 1
+        assert "no listed token has the symbol 'usdc'" in unknown.stderr
+        detail = runner.invoke(cli, ["market", "show", str(priced), "--catalog", server.url])
+        assert "price:     5 TUSD / 3600 s" in detail.stdout
+
+
+def test_a_catalogs_hostile_symbol_is_not_printed() -> None:
+    """The catalog is a server the buyer does not control: a symbol with a terminal
+    escape, or one passing for ether, is shown as base units, like a token's own."""
+    from marketplace.cli.market_commands import _price  # noqa: PLC0415
+
+    listing = {"price_wei": "7", "period_seconds": 60, "asset": "0x" + "ab" * 20,
+               "asset_decimals": 0}
+    assert _price({**listing, "asset_symbol": "\x1b[31mUSD"}) == "7 base units / 60 s"
+    assert _price({**listing, "asset_symbol": "ETH"}) == "7 base units / 60 s"
+    assert _price({**listing, "asset_symbol": "TUSD", "asset_decimals": 99}) == \
+        "7 base units / 60 s"
+    assert _price({**listing, "asset_symbol": "TUSD"}) == "7 TUSD / 60 s"

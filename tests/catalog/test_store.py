@@ -124,3 +124,51 @@ def test_a_restart_keeps_the_cursor_and_the_index(backend: Backend) -> None:
     # the same log again (a poll repeated after a crash) is not applied twice
     apply(reopened, 1, created(1, 1, 500))
     assert reopened.count() == 4
+
+
+TUSD = "0x" + "ab" * 20
+OTHER = "0x" + "cd" * 20
+
+
+def priced_in(listing_id: int, block: int, price: int, asset: str) -> ListingCreated:
+    from eth_utils.address import to_checksum_address  # noqa: PLC0415
+
+    return ListingCreated(
+        ref(block, 100 + listing_id), ListingId(listing_id), OWNER, Wei(price), 3600, False,  # type: ignore[arg-type]
+        b"\x00" * 32, f"ipfs://doc{listing_id}", to_checksum_address(asset),
+    )
+
+
+def test_token_listings_carry_their_asset_and_a_price_cap_compares_one_asset(
+    backend: Backend,
+) -> None:
+    """Issue 12: a price is in its listing's asset. 5 TUSD (5,000,000 base units) is not
+    'more than' 0.001 ETH: a cap without an asset keeps ether listings only, a cap with
+    one compares that asset's base units."""
+    from marketplace.chain.assets import AssetInfo  # noqa: PLC0415
+
+    store = corpus(backend)  # listings 1-4 in ether
+    apply(store, 2, priced_in(5, 2, 5_000_000, TUSD), priced_in(6, 2, 20_000_000, TUSD),
+          priced_in(7, 2, 1, OTHER))
+    store.record_documents([described(5, "Air in TUSD"), described(6, "Air, dearer"),
+                            described(7, "Air elsewhere")])
+    tusd = store.listing(5).summary  # type: ignore[attr-defined]
+    assert (tusd.asset.lower(), tusd.asset_symbol, tusd.asset_decimals) == (TUSD, None, None)
+    assert sorted(a.lower() for a in store.unknown_assets()) == [TUSD, OTHER]  # type: ignore[attr-defined]
+    store.record_asset(AssetInfo(tusd.asset, "TUSD", 6))  # type: ignore[attr-defined]
+    assert [a.lower() for a in store.unknown_assets()] == [OTHER]  # type: ignore[attr-defined]
+    summary = store.listing(5).summary  # type: ignore[attr-defined]
+    assert (summary.asset_symbol, summary.asset_decimals, summary.price_wei) == (
+        "TUSD", 6, 5_000_000)
+    ether = store.listing(2).summary  # type: ignore[attr-defined]
+    assert (int(ether.asset, 16), ether.asset_symbol, ether.asset_decimals) == (0, "ETH", 18)
+    assert {a.symbol for a in store.assets()} == {"ETH", "TUSD"}  # type: ignore[attr-defined]
+    # a cap without an asset is in wei: no token listing, however cheap in base units
+    assert set(ids(store.search(None, max_price=10**30))) == {1, 2, 3}  # type: ignore[attr-defined]
+    assert set(ids(store.search("air", max_price=10**30))) == {1, 2}  # type: ignore[attr-defined]
+    for q in (None, "air"):  # both search paths (newest-first and ranked)
+        assert set(ids(store.search(q, asset=TUSD))) == {5, 6}  # type: ignore[attr-defined]
+        assert ids(store.search(q, asset=TUSD.upper().replace("0X", "0x"),  # type: ignore[attr-defined]
+                                max_price=5_000_000)) == [5]
+        assert ids(store.search(q, asset=OTHER, max_price=0)) == []  # type: ignore[attr-defined]
+    assert set(ids(store.search(None))) == {1, 2, 3, 4, 5, 6, 7}  # type: ignore[attr-defined]

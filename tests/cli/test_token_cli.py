@@ -167,3 +167,28 @@ def test_a_token_without_symbol_or_permit_is_priced_in_base_units_and_paid_by_ap
     out = chain.d.as_owner("owner", "withdraw", "--asset", chain.bare.address)
     assert out.exit_code == 0 and out.stdout.strip() == "21", out.stderr
     assert int(chain.bare.functions.balanceOf(chain.d.owner.address).call()) == 21
+
+
+def test_buyer_status_shows_each_debit_in_its_listings_asset(chain: TokenMarket) -> None:
+    """`buyer status` reads without web3 (the light client): each debit's amount is written
+    in its own listing's asset, TUSD with 6 decimals, a symbol-less token in base units,
+    ether as ETH, in one table."""
+    in_tusd = listing(chain, chain.tusd, "2.5tusd", "--auto-approve")
+    in_bare = listing(chain, chain.bare, "3", "--auto-approve")
+    ids = []
+    for listed in (in_tusd, in_bare):
+        paid = chain.d.as_buyer("buyer", "request", "--listing", listed, "--periods", 1)
+        assert paid.exit_code == 0, paid.stderr
+        ids.append(int(paid.stdout))
+    shown = chain.d.as_buyer("buyer", "status", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    records = {r["debit"]: r for r in json.loads(shown.stdout)}
+    tusd, bare = records[ids[0]], records[ids[1]]
+    assert (tusd["amount"], tusd["asset"], tusd["asset_symbol"], tusd["asset_decimals"]) == (
+        2_500_000, chain.tusd.address, "TUSD", 6)
+    assert (bare["amount"], bare["asset_symbol"], bare["asset_decimals"]) == (3, None, 0)
+    one = chain.d.as_buyer("buyer", "status", ids[0])
+    assert one.exit_code == 0, one.stderr
+    assert "2.5 TUSD" in one.stdout and "ETH" not in one.stdout
+    table = chain.d.as_buyer("buyer", "status").stdout
+    assert "2.5 TUSD" in table and "3 units" in table

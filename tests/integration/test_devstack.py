@@ -236,6 +236,37 @@ def test_role_wallets_are_anvils_funded_dev_accounts(stack: DevStack) -> None:
         assert w3.eth.get_balance(account.address) > 1000 * 10**18
 
 
+def test_dev_buyers_hold_the_test_stablecoin_and_buy_a_listing_priced_in_it(
+    stack: DevStack, tmp_path: Path,
+) -> None:
+    """Issue 12: the devstack deploys a test dollar (TUSD, 6 decimals, permit) and funds the
+    dev buyers; a listing priced `--price 5tusd` is bought with a permit in one transaction
+    and decrypted, and `buyer status` shows the amount in TUSD."""
+    from marketplace.chain.tokens import asset_info, token_balance  # noqa: PLC0415
+
+    w3 = connect(stack.rpc_url)
+    info = asset_info(w3, stack.stablecoin)
+    assert (info.symbol, info.decimals) == ("TUSD", 6)
+    for role in ("buyer_a", "buyer_b"):
+        assert token_balance(w3, stack.stablecoin, stack.accounts[role].address) >= 10**9
+    assert stack.stablecoin in stack.summary()
+    listed = int(datadebit(stack, "owner", "owner", "create-listing", "--asset",
+                           stack.stablecoin, "--price", "5tusd", "--period", "1h",
+                           "--auto-approve").stdout)
+    publish(stack, listed, make_csv(tmp_path / "t.csv", 200, seed=12))
+    before = token_balance(w3, stack.stablecoin, stack.accounts["buyer_b"].address)
+    bought = datadebit(stack, "buyer_b", "buyer", "request", "--listing", str(listed),
+                       "--periods", "2", "--max-price", "10tusd")
+    assert "with a permit (one transaction)" in bought.stderr
+    debit = int(bought.stdout)
+    assert token_balance(w3, stack.stablecoin, stack.accounts["buyer_b"].address) == \
+        before - 10 * 10**6
+    fetch(stack, "buyer_b", debit, tmp_path / "t.out")
+    assert (tmp_path / "t.out").read_bytes() == (tmp_path / "t.csv").read_bytes()
+    status = datadebit(stack, "buyer_b", "buyer", "status", str(debit)).stdout
+    assert "10 TUSD" in status
+
+
 def test_node_accounts_are_funded_to_pay_for_anchors(stack: DevStack) -> None:
     w3 = connect(stack.rpc_url)
     for node in read_public_committee(stack.committee_file).nodes:

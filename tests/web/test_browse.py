@@ -132,3 +132,13 @@ def test_token_listing_is_priced_in_its_token(
     assert f'data-asset="{token.address}"' in listing
     found = client.get("/", params={"q": "token priced"}).text
     assert shown in found
+    # a price cap in the token's symbol keeps that token's listings only (issue 12's
+    # catalog: a cap compares one asset); an unknown symbol is a 400 with the reason
+    capped = client.get("/", params={"q": "priced", "max_price": f"6{symbol.lower()}"})
+    assert capped.status_code == 200 and f'data-listing-id="{created.listing_id}"' in capped.text
+    below = client.get("/", params={"q": "priced", "max_price": f"5 {symbol}"})
+    assert f'data-listing-id="{created.listing_id}"' not in below.text
+    in_ether = client.get("/", params={"q": "priced", "max_price": "1000eth"})
+    assert f'data-listing-id="{created.listing_id}"' not in in_ether.text
+    unknown = client.get("/", params={"max_price": "5zzz"})
+    assert unknown.status_code == 400 and "no listed token has the symbol" in unknown.text
