@@ -11,6 +11,8 @@ a message) when only the catalog is down.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -35,6 +37,7 @@ from marketplace.app.audit import run_audit
 from marketplace.app.catalog import CatalogError, SearchQuery
 from marketplace.app.reads import UnknownListing
 from marketplace.app.units import UnitError, format_duration, price_cap
+from marketplace.audit.report import AuditReport
 from marketplace.chain.errors import ChainUnavailable
 from marketplace.chain.errors import UnknownListing as ChainUnknownListing
 from marketplace.committee import CommitteeFileError
@@ -140,6 +143,31 @@ def create_web_app(config: WebConfig, *, services: WebServices | None = None) ->
     return app
 
 
+#: How long an audit report is shown again before the next visit reruns it: a full audit
+#: reads every event, document and release log (about a second on the devstack), and a
+#: page anyone can load must not let them make the server do that at will.
+AUDIT_REUSE_SECONDS = 15.0
+
+
+class RecentAudit:
+    """The latest audit report, reused for `AUDIT_REUSE_SECONDS`; concurrent visits wait
+    for one run instead of starting their own."""
+
+    def __init__(self, reuse_seconds: float = AUDIT_REUSE_SECONDS) -> None:
+        self.reuse_seconds = reuse_seconds
+        self._lock = threading.Lock()
+        self._report: AuditReport | None = None
+        self._at = 0.0
+
+    def get(self, run: Callable[[], AuditReport]) -> tuple[AuditReport, float]:
+        """The report and its age in seconds (0 when it was just run)."""
+        with self._lock:
+            age = time.monotonic() - self._at
+            if self._report is None or age >= self.reuse_seconds:
+                self._report, self._at, age = run(), time.monotonic(), 0.0
+            return self._report, age
+
+
 #: Renders a template: (request, name, active nav key, status, **context).
 Renderer = Callable[..., HTMLResponse]
 
@@ -221,12 +249,15 @@ def _add_pages(app: FastAPI, holder: ServiceHolder, page: Renderer) -> None:
         debits = browse.buyer_debits(services.market, buyer, services.from_block)
         return page(request, "buyer.html", "buyer", buyer=buyer, debits=debits)
 
+    audits = RecentAudit()
+
     @app.get("/audit", response_class=HTMLResponse)
     def audit(request: Request) -> HTMLResponse:
         services = holder.get()
-        report = run_audit(services.market, services.store, services.audit_logs(),
-                           from_block=services.from_block)
-        return page(request, "audit.html", "audit", report=report)
+        report, age = audits.get(lambda: run_audit(
+            services.market, services.store, services.audit_logs(),
+            from_block=services.from_block))
+        return page(request, "audit.html", "audit", report=report, audit_age=age)
 
 
 

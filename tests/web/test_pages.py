@@ -189,3 +189,32 @@ def test_static_files_are_served(world: WebWorld) -> None:
         assert response.status_code == 200, path
         assert "javascript" in response.headers["content-type"]
     assert "text/css" in client.get("/static/css/site.css").headers["content-type"]
+
+
+def test_an_audit_report_is_reused_briefly_and_concurrent_visits_share_one_run() -> None:
+    """A visit to /audit must not let anyone make the server rerun a full audit at will:
+    within the reuse window the same report is shown with its age; after it, a fresh run."""
+    import threading  # noqa: PLC0415
+
+    from marketplace.web.app import RecentAudit  # noqa: PLC0415
+
+    runs: list[int] = []
+    clock = RecentAudit(reuse_seconds=3600.0)
+
+    def run() -> object:
+        runs.append(1)
+        return object()
+
+    first, age = clock.get(run)  # type: ignore[arg-type]
+    again, later = clock.get(run)  # type: ignore[arg-type]
+    assert again is first and age == 0.0 and later >= 0.0 and len(runs) == 1
+    threads = [threading.Thread(target=clock.get, args=(run,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(runs) == 1
+    fresh = RecentAudit(reuse_seconds=0.0)
+    fresh.get(run)  # type: ignore[arg-type]
+    fresh.get(run)  # type: ignore[arg-type]
+    assert len(runs) == 3
