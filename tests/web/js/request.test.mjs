@@ -44,3 +44,31 @@ test("a sealed purpose opens only with the owner's key", () => {
   assert.throws(() => readPurpose(bytes, { ownerKey: other }), /does not open it/);
   assert.throws(() => purposeBytes({ ...fields, requester: "" }, null));
 });
+
+// ownerKeyFromChain: the key a purpose is sealed to comes from the listing's document on
+// chain (its CID in ListingCreated), never from what the web server rendered.
+function fakeMarket(uri) {
+  return {
+    filters: { ListingCreated: (id) => ({ id }) },
+    queryFilter: async (filter) => (uri === null ? [] : [{ args: { listingId: filter.id, metadataURI: uri } }]),
+  };
+}
+
+function served(bytes, status = 200) {
+  return async () => ({ ok: status === 200, status, arrayBuffer: async () => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+}
+
+test("the owner key is read from the document the chain names, checked against its CID", async () => {
+  const { ownerKeyFromChain } = await import("../../../marketplace/web/static/js/request.js");
+  const { rawCid, cidToText } = await import("../../../marketplace/web/static/js/cid.js");
+  const key = "0x" + "ab".repeat(32);
+  const doc = new TextEncoder().encode(JSON.stringify({ schema: "datadebit/listing/v1", title: "t", ownerKey: key }));
+  const cid = cidToText(rawCid(doc));
+  assert.equal(await ownerKeyFromChain(fakeMarket(`ipfs://${cid}`), 1n, 5, served(doc)), key);
+  const swapped = new TextEncoder().encode(JSON.stringify({ schema: "datadebit/listing/v1", title: "t", ownerKey: "0x" + "cd".repeat(32) }));
+  await assert.rejects(ownerKeyFromChain(fakeMarket(`ipfs://${cid}`), 1n, 5, served(swapped)), /CID mismatch/);
+  await assert.rejects(ownerKeyFromChain(fakeMarket(null), 1n, 5, served(doc)), /no ListingCreated event/);
+  await assert.rejects(ownerKeyFromChain(fakeMarket(`ipfs://${cid}`), 1n, 5, served(doc, 404)), /HTTP 404/);
+  const keyless = new TextEncoder().encode(JSON.stringify({ schema: "datadebit/listing/v1", title: "t" }));
+  assert.equal(await ownerKeyFromChain(fakeMarket(`ipfs://${cidToText(rawCid(keyless))}`), 1n, 5, served(keyless)), null);
+});

@@ -6,7 +6,8 @@
 // first. The purposeHash on chain is the one computed here, not the server's.
 import { Contract, ZeroAddress, getAddress } from "ethers";
 import { buyerKeyFromSignature, bytesEqual, fromHex, toHex } from "./crypto.js";
-import { buildPurposeDocument, encodePurposeDocument, purposeHash, sealPurpose } from "./documents.js";
+import { CidBuilder } from "./cid.js";
+import { buildPurposeDocument, encodePurposeDocument, parseJsonObject, purposeHash, sealPurpose } from "./documents.js";
 import { say } from "./messages.js";
 import { eip712Domain, encryptionKeyTypedData } from "./typed.js";
 import * as wallet from "./wallet.js";
@@ -45,6 +46,27 @@ export function parsePeriods(text) {
 export function purposeBytes(fields, ownerKey) {
   const doc = buildPurposeDocument(fields);
   return ownerKey ? sealPurpose(doc, ownerKey) : encodePurposeDocument(doc);
+}
+
+/** The owner key of listing `listingId` as the chain names it: the listing document whose
+ * CID its ListingCreated event holds, read through the wallet's provider (not from this
+ * web server), fetched from /content and checked against that CID here. A server that
+ * rendered another key (to read the purpose it asks the buyer to seal) is caught. */
+export async function ownerKeyFromChain(market, listingId, createdBlock, fetchFn = fetch) {
+  const block = Number.isSafeInteger(createdBlock) && createdBlock >= 0 ? createdBlock : 0;
+  const [event] = await market.queryFilter(market.filters.ListingCreated(listingId), block, block || "latest");
+  if (!event) throw new Error(`listing ${listingId} has no ListingCreated event at block ${block}; nothing was sent`);
+  const uri = String(event.args.metadataURI);
+  if (!uri.startsWith("ipfs://")) throw new Error("the listing names no document to read its owner key from; nothing was sent");
+  const cid = uri.slice("ipfs://".length);
+  const response = await fetchFn(`/content/${encodeURIComponent(cid)}`);
+  if (!response.ok) throw new Error(`the listing document ${cid} could not be read (HTTP ${response.status}); nothing was sent`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const builder = new CidBuilder();
+  builder.update(bytes);
+  if (builder.finish() !== cid) throw new Error("the listing document served is not the one on chain (CID mismatch); nothing was sent");
+  const key = parseJsonObject(bytes).ownerKey;
+  return typeof key === "string" && key ? key.toLowerCase() : null;
 }
 
 async function storeDocument(bytes) {
@@ -116,13 +138,16 @@ async function request(form) {
     retention: String(data.get("retention") ?? "").trim(),
     contact: String(data.get("contact") ?? "").trim(),
   };
-  const bytes = purposeBytes(fields, form.dataset.ownerKey || null);
-  const hash = purposeHash(bytes);
-
   const buyer = await wallet.connect();
   const cfg = await wallet.checkChain();
   const listingId = BigInt(form.dataset.listingId);
   const market = await wallet.market();
+  const ownerKey = await ownerKeyFromChain(market, listingId, Number(form.dataset.createdBlock));
+  if ((form.dataset.ownerKey || "").toLowerCase() !== (ownerKey ?? "")) {
+    throw new Error("the owner key this page shows is not the one in the listing's document on chain; nothing was sent");
+  }
+  const bytes = purposeBytes(fields, ownerKey);
+  const hash = purposeHash(bytes);
   const marketAddress = getAddress(cfg.market);
   // the price and asset as the chain has them now, not as the page was rendered
   const listing = await market.getListing(listingId);
