@@ -89,31 +89,15 @@ class CatalogVersion:
     block: int
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogDetail:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogDetail(CatalogListing):
     """One listing with its document (as the catalog read it), versions and debit counts."""
 
-    id: int
-    owner: str
-    price_wei: int
-    period_seconds: int
-    auto_approve: bool
-    open: bool
-    document_status: str
-    title: str | None
-    description: str | None
     metadata_uri: str
     document_error: str | None
-    tags: tuple[str, ...] = ()
     document: dict[str, Any] | None = None
     versions: tuple[CatalogVersion, ...] = ()
     debits: dict[str, int] = field(default_factory=dict)
-    asset: str = _ETHER
-    asset_symbol: str | None = "ETH"
-    asset_decimals: int | None = 18
-
-    def shown_asset(self) -> AssetInfo:
-        return _shown(self.asset, self.asset_symbol, self.asset_decimals)
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,14 +214,20 @@ def _add_pages(app: FastAPI, holder: ServiceHolder, page: Renderer) -> None:
         return page(request, "listing.html", "catalog", view=view,
                     market=services.market.address)
 
-    @app.get("/owner", response_model=None)
-    def owner_connect(
-        request: Request, address: Annotated[str, Query(max_length=100)] = ""
-    ) -> Response:
-        if address:
-            return RedirectResponse(f"/owner/{parse_address(address.strip())}", 303)
-        return page(request, "connect.html", "owner", role="owner",
-                    title="Consent inbox", target="/owner/")
+    def connect_page(role: str, title: str) -> Callable[..., Response]:
+        """`/owner` and `/buyer`: ask for an address (or a wallet, with JS), then go to
+        that address's page."""
+        def connect(
+            request: Request, address: Annotated[str, Query(max_length=100)] = ""
+        ) -> Response:
+            if address:
+                return RedirectResponse(f"/{role}/{parse_address(address.strip())}", 303)
+            return page(request, "connect.html", role, role=role, title=title,
+                        target=f"/{role}/")
+        return connect
+
+    app.get("/owner", response_model=None)(connect_page("owner", "Consent inbox"))
+    app.get("/buyer", response_model=None)(connect_page("buyer", "My debits"))
 
     @app.get("/owner/{address}", response_class=HTMLResponse)
     def owner_inbox(request: Request, address: Annotated[str, Path(max_length=100)]
@@ -231,15 +237,6 @@ def _add_pages(app: FastAPI, holder: ServiceHolder, page: Renderer) -> None:
         debits = browse.owner_debits(services.market, services.store, owner,
                                      services.from_block)
         return page(request, "inbox.html", "owner", owner=owner, debits=debits)
-
-    @app.get("/buyer", response_model=None)
-    def buyer_connect(
-        request: Request, address: Annotated[str, Query(max_length=100)] = ""
-    ) -> Response:
-        if address:
-            return RedirectResponse(f"/buyer/{parse_address(address.strip())}", 303)
-        return page(request, "connect.html", "buyer", role="buyer",
-                    title="My debits", target="/buyer/")
 
     @app.get("/buyer/{address}", response_class=HTMLResponse)
     def buyer_debits(request: Request, address: Annotated[str, Path(max_length=100)]
