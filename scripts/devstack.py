@@ -2,7 +2,7 @@
 and for the multi-process integration test.
 
     .venv/bin/python -m scripts.devstack [--nodes 3] [--threshold 2] [--state-dir DIR]
-                                          [--block-time SECONDS]
+                                          [--block-time SECONDS] [--no-web]
 
 Starts anvil and a js-ipfs daemon on free ports, makes node keys and a roster with
 `datadebit committee init` (node URLs filled in), deploys the market for that roster with
@@ -11,7 +11,9 @@ and release anchors) and runs one `datadebit gateway serve` process per node, ea
 own SQLite file and log in the state directory. The gateways then generate the committee
 key among themselves (a DKG on the chain: no process ever holds the secret); the stack is
 up once epoch 1 is final and every node holds its share, and `committee export` has written
-the committee.json buyers use. It prints the environment the CLI needs (also written to
+the committee.json buyers use. The catalog and the web app (`datadebit web serve`, whose
+origin every gateway allows by CORS) come up last. It prints the environment the CLI
+needs and the web app's URL (also written to
 `<state-dir>/env.sh` and `<state-dir>/datadebit.toml`) and stays in the foreground until
 Ctrl-C or SIGTERM, then stops every process group it started.
 
@@ -25,6 +27,9 @@ Tests use the programmatic form:
         subprocess.run([...], env=stack.cli_env("buyer_a"))
         stack.kill_gateway(1)
         stack.start_gateway(1)
+
+    with DevStack.start(tmp_path, web=True) as stack:   # and `datadebit web serve`
+        page.goto(stack.web_url)
 """
 
 from __future__ import annotations
@@ -190,6 +195,10 @@ class DevStack:
         self.catalog_port = 0
         self.catalog_log = state_dir / "catalog.log"
         self.catalog_proc: subprocess.Popen[bytes] | None = None
+        # chosen up front: every gateway allows the web app's origin (CORS) from its start
+        self.web_port = free_port()
+        self.web_log = state_dir / "web.log"
+        self.web_proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -206,9 +215,10 @@ class DevStack:
         anchor_interval: float = 2.0,
         startup_timeout: float = 60.0,
         phase_seconds: int = 5,
+        web: bool = False,
     ) -> Iterator[DevStack]:
-        """Bring the whole stack up in an empty (or new) `state_dir`; everything started
-        is stopped when the block exits, however it exits."""
+        """Bring the whole stack up in an empty (or new) `state_dir` (with `web`, the web
+        app too); everything started is stopped when the block exits, however it exits."""
         if not 1 <= threshold <= nodes:
             raise DevStackError(f"threshold {threshold} must be between 1 and {nodes} nodes")
         state_dir = Path(state_dir).resolve()
@@ -235,6 +245,8 @@ class DevStack:
             stack.wait_epoch(1)
             stack.store_url = ipfs_started.result()
             stack.start_catalog()
+            if web:
+                stack.start_web()
             stack._write_env_files()
             yield stack
 
@@ -394,6 +406,7 @@ class DevStack:
             "--anchor-interval", str(self.anchor_interval),
             *(("--aggregator", self.aggregator, "--store", self.store_url)
               if self.aggregator else ()),
+            "--cors-origin", self.web_url,
         )
         with gateway.log.open("ab") as log:
             log.write(f"--- starting gateway {index} on {gateway.url}\n".encode())
@@ -494,7 +507,48 @@ class DevStack:
             time.sleep(0.1)
         raise DevStackError(f"the catalog did not answer:\n{_tail(self.catalog_log)}")
 
+    @property
+    def web_url(self) -> str:
+        """The web app's origin (whether or not it runs: the gateways allow it anyway)."""
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start_web(self) -> None:
+        """Run `datadebit web serve` on the chosen port (pages from the chain, the store,
+        the catalog and the committee file) and wait until its catalog page answers."""
+        if self.web_proc is not None and self.web_proc.poll() is None:
+            raise DevStackError("the web app is already running")
+        args = _cli(
+            "web", "serve", "--rpc", self.rpc_url, "--market", self.market,
+            "--store", self.store_url, "--catalog", self.catalog_url,
+            "--committee", str(self.committee_file), "--port", str(self.web_port),
+        )
+        with self.web_log.open("ab") as log:
+            self.web_proc = subprocess.Popen(
+                args, cwd=ROOT, env=_child_env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.web_proc.poll() is not None:
+                raise DevStackError(f"the web app exited:\n{_tail(self.web_log)}")
+            try:
+                answer = httpx.get(f"{self.web_url}/", timeout=5.0)
+                if answer.status_code == 200:
+                    return
+                last = f"HTTP {answer.status_code}"
+            except httpx.TransportError as e:
+                last = type(e).__name__
+            time.sleep(0.1)
+        raise DevStackError(f"the web app did not answer ({last}):\n{_tail(self.web_log)}")
+
+    def stop_web(self) -> None:
+        if self.web_proc is not None:
+            web, self.web_proc = self.web_proc, None
+            stop_process_group(web)
+
     def stop_gateways(self) -> None:
+        self.stop_web()
         if self.catalog_proc is not None:
             catalog, self.catalog_proc = self.catalog_proc, None
             stop_process_group(catalog)
@@ -542,14 +596,22 @@ class DevStack:
                 f"# {label}: export {ENV_PREFIX}PRIVATE_KEY={account.private_key}"
                 f"  # {account.address} (anvil dev account {account.index})"
             )
+        if self._web_running:
+            lines.append(f"# web app: {self.web_url}")
         return "\n".join(lines) + "\n"
+
+    @property
+    def _web_running(self) -> bool:
+        return self.web_proc is not None and self.web_proc.poll() is None
 
     def config_toml(self) -> str:
         """The same settings as a `--config` file (no wallet: keys do not go in config)."""
         values = {"rpc": self.rpc_url, "market": self.market, "store": self.store_url,
                   "committee": str(self.committee_file), "catalog": self.catalog_url,
                   **({"aggregator": self.aggregator} if self.aggregator else {})}
-        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+        toml = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+        # a comment, not a key: no `datadebit` command takes the web app's URL
+        return toml + (f"# web app: {self.web_url}\n" if self._web_running else "")
 
     def _write_env_files(self) -> None:
         (self.state_dir / "env.sh").write_text(self.env_script(), encoding="utf-8")
@@ -566,6 +628,11 @@ class DevStack:
         for i, g in self.gateways.items():
             lines.append(f"# gateway {i}: {g.url}  log {g.log}")
         lines.append(f"# catalog: {self.catalog_url}  log {self.catalog_log}")
+        if self._web_running:
+            lines.append(
+                f"# web app: open {self.web_url} in a browser with a wallet on {self.rpc_url} "
+                f"(chain 31337; import a dev account below)  log {self.web_log}"
+            )
         lines.append(f"# test stablecoin TUSD (6 decimals, permit): {self.stablecoin}; "
                      f"buyers A and B hold {DEV_BUYER_TUSD // TUSD:,} TUSD each "
                      f"(owner create-listing --asset {self.stablecoin} --price 5tusd)")
@@ -605,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aggregate", action="store_true",
                         help="also deploy an AggregateMarket and run the gateways' aggregation "
                              "(aggregate debits; $DATADEBIT_AGGREGATOR)")
+    parser.add_argument("--no-web", action="store_true",
+                        help="do not run the web app (`datadebit web serve`)")
     args = parser.parse_args(argv)
     if not 1 <= args.threshold <= args.nodes <= 255:
         parser.error("need 1 <= --threshold <= --nodes <= 255")
@@ -618,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         with DevStack.start(
             state_dir, nodes=args.nodes, threshold=args.threshold, block_time=args.block_time,
             poll_interval=args.poll_interval, anchor_interval=args.anchor_interval,
+            web=not args.no_web,
         ) as stack:
             if args.aggregate:
                 stack.enable_aggregation()

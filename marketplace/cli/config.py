@@ -146,7 +146,10 @@ def default_map(
             for opt in param.opts:
                 key = opt.removeprefix("--")
                 if opt.startswith("--") and key in settings:
-                    mapping[param.name] = settings[key]
+                    value = settings[key]
+                    # a repeatable option from a plain value (the file holds no lists)
+                    multiple = getattr(param, "multiple", False) and isinstance(value, str)
+                    mapping[param.name] = [value] if multiple else value
                     used.add(key)
         for name, sub in (getattr(cmd, "commands", None) or {}).items():
             mapping[name] = build(sub)

@@ -9,6 +9,7 @@ import logging
 import signal
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -168,6 +169,14 @@ def serve(
                      "POST /v1/partials (off when absent; needs --store)"),
     ] = None,
     store: StoreOption = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="a web origin (e.g. http://127.0.0.1:8000) whose pages may call this node "
+            "from a browser; repeat or comma-separate; none by default",
+        ),
+    ] = None,
 ) -> None:
     """Serve POST /v1/keys, GET /v1/releases, /v1/health and /v1/committee, and take part
     in every committee ceremony whose roster names this node; with --aggregator, also
@@ -186,6 +195,7 @@ def serve(
     with contextlib.suppress(ValueError, OSError, AttributeError):  # stderr is not a file
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
+        cors_origins = parse_cors_origins(cors_origin or [])
         chain = connect(rpc)
         if confirmations == 0 and not allow_zero_confirmations:
             chain_id = chain.eth.chain_id
@@ -230,4 +240,42 @@ def serve(
         )
     except MarketplaceError as e:
         raise _fail(str(e)) from e
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(service, cors_origins=cors_origins), host=host, port=port,
+        log_level="warning",
+    )
+
+
+class BadCorsOrigin(MarketplaceError):
+    """A --cors-origin that is not one exact `scheme://host[:port]` web origin."""
+
+    def __init__(self, origin: str, reason: str) -> None:
+        self.origin = origin
+        self.reason = reason
+        super().__init__(f"--cors-origin {origin!r}: {reason}")
+
+
+def parse_cors_origins(values: list[str]) -> tuple[str, ...]:
+    """The exact origins of repeated and/or comma-separated --cors-origin values. A
+    wildcard or a URL with a path is refused: a browser compares origins byte for byte,
+    and any page allowed here can ask this node for keys with the visitor's wallet."""
+    origins: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            origin = item.strip()
+            if not origin:
+                continue
+            parts = urlsplit(origin)
+            if origin == "*" or "*" in origin:
+                raise BadCorsOrigin(origin, "give exact origins, not a wildcard")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise BadCorsOrigin(origin, "expected http(s)://host[:port]")
+            if parts.path or parts.query or parts.fragment or parts.username:
+                raise BadCorsOrigin(origin, "an origin has no path, query or user part")
+            try:
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError as e:
+                raise BadCorsOrigin(origin, "bad port") from e
+            if origin not in origins:
+                origins.append(origin)
+    return tuple(origins)

@@ -74,6 +74,8 @@ COMMANDS: tuple[Entry, ...] = (
           "marketplace.cli.aggregate_commands"),
     Entry("catalog", "Run the catalog: a searchable index of the market's listings.",
           "marketplace.cli.market_commands"),
+    Entry("web", "Run the web app: catalog, requests, consent inbox, downloads.",
+          "marketplace.cli.web_commands"),
 )
 
 #: Every long option name (without `--`) of the whole command tree: the keys a --config
@@ -82,11 +84,10 @@ COMMANDS: tuple[Entry, ...] = (
 #: missing here is still looked up in the full tree (slowly). test_startup.py keeps this
 #: equal to the tree.
 CONFIG_KEYS: frozenset[str] = frozenset({
-    "aggregator",
-    "allow-zero-confirmations", "anchor-interval", "approve-rosters", "asset",
+    "aggregator", "allow-zero-confirmations", "anchor-interval", "approve-rosters", "asset",
     "auto-approve", "bins", "buyer", "catalog", "chunk-size", "cohort", "committee", "config",
-    "confirmations", "consent-within", "contact", "data", "deadline", "delta",
-    "debit", "describe", "description", "epsilon", "epsilon-cap", "ether", "field",
+    "confirmations", "consent-within", "contact", "cors-origin", "data", "deadline", "debit",
+    "delta", "describe", "description", "epsilon", "epsilon-cap", "ether", "field",
     "from-block", "governor", "head-ttl", "hi",
     "host", "install-completion", "json", "kdf", "key-file", "keystore", "license",
     "limit", "listing", "lo", "market", "max-block-range", "max-lag", "max-pending-age",

@@ -47,23 +47,12 @@ def _fail(message: str) -> typer.Exit:
 
 def _get(catalog: str, path: str, params: dict[str, str] | None = None) -> Any:
     """GET a catalog path; a refusal or an unreachable server becomes `error: ...`."""
-    import httpx  # noqa: PLC0415 - only the commands that talk to a catalog need it
-
-    url = catalog.rstrip("/") + path
-    try:
-        response = httpx.get(url, params=params, timeout=10.0)
-    except httpx.HTTPError as e:
-        raise _fail(f"catalog at {catalog} is unreachable ({type(e).__name__})") from e
-    from marketplace import jsonsafe  # noqa: PLC0415
+    from marketplace.app.catalog import CatalogClient, CatalogError  # noqa: PLC0415
 
     try:
-        body = jsonsafe.loads(response.content)
-    except ValueError as e:
-        raise _fail(f"catalog at {catalog} answered {response.status_code}, not JSON") from e
-    if response.status_code != 200:
-        detail = body.get("message") or body.get("code") if isinstance(body, dict) else None
-        raise _fail(f"catalog: {detail or response.status_code}")
-    return body
+        return CatalogClient(catalog).get_json(path, params)
+    except CatalogError as e:
+        raise _fail(str(e)) from e
 
 
 def _price(listing: dict[str, Any]) -> str:
@@ -82,15 +71,12 @@ def _price(listing: dict[str, Any]) -> str:
 
 def _assets(catalog: str) -> list[AssetInfo]:
     """The payment assets the catalog knows, each checked like a token's own metadata."""
-    from marketplace.chain.assets import shown_asset  # noqa: PLC0415
+    from marketplace.app.catalog import CatalogClient, CatalogError  # noqa: PLC0415
 
-    body = _get(catalog, "/v1/assets")
-    found: list[AssetInfo] = []
-    for a in body.get("assets", []) if isinstance(body, dict) else []:
-        if isinstance(a, dict) and isinstance(a.get("address"), str) \
-                and _ADDRESS.fullmatch(a["address"]):
-            found.append(shown_asset(a["address"], a.get("symbol"), a.get("decimals")))
-    return found
+    try:
+        return CatalogClient(catalog).assets()
+    except CatalogError as e:
+        raise _fail(str(e)) from e
 
 
 @market_app.command("search")

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
@@ -203,8 +204,15 @@ def _service(request: Request) -> GatewayService:
 Service = Annotated[GatewayService, Depends(_service)]
 
 
-def create_app(service: GatewayService, *, run_background: bool = True) -> FastAPI:
-    """The node's app; with `run_background` its loop runs for the app's lifetime."""
+def create_app(
+    service: GatewayService,
+    *,
+    run_background: bool = True,
+    cors_origins: tuple[str, ...] = (),
+) -> FastAPI:
+    """The node's app; with `run_background` its loop runs for the app's lifetime.
+    `cors_origins`: the exact web origins (e.g. the web app's) whose pages may call the
+    node from a browser; none by default (no CORS headers at all)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -226,6 +234,7 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
     metrics = GatewayMetrics.for_service(service, codes=ERROR_STATUS)
     app.add_middleware(KeysRequestMetrics, metrics=metrics)  # counts and times /v1/keys
     app.add_route("/metrics", metrics.scrape, include_in_schema=False)
+    _add_cors_and_partials(app, service, cors_origins)
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -279,8 +288,6 @@ def create_app(service: GatewayService, *, run_background: bool = True) -> FastA
         if signed is None:
             signed = await run_in_threadpool(service.releaser.handle, key_request, signature)
         return Response(keys_answer(signed), media_type="application/json")
-
-    app.post("/v1/partials")(partials_route(service))
 
     @app.get("/v1/releases", response_model=ReleasesResponse)
     def get_releases(
@@ -353,6 +360,25 @@ async def partials(service: GatewayService, request: Request) -> Response:
             status_code=ERROR_STATUS[e.code], headers={"Retry-After": str(e.retry_after)},
         )
     return Response(wire_aggregate.partials_answer(signed), media_type="application/json")
+
+
+def _add_cors_and_partials(
+    app: FastAPI, service: GatewayService, origins: tuple[str, ...]
+) -> None:
+    """The browser's access (CORS) and the aggregate debits' endpoint (protocol §20)."""
+    _allow_origins(app, origins)
+    app.post("/v1/partials")(partials_route(service))
+
+
+def _allow_origins(app: FastAPI, origins: tuple[str, ...]) -> None:
+    """CORS for exactly `origins` (none: no headers at all). Added after the other
+    middleware, so it is outermost: error answers (422, 403...) carry the headers too,
+    and the page can read their JSON `{"code","message"}`."""
+    if origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+        )
 
 
 def releases_page(svc: GatewayService, after: int, limit: int) -> ReleasesResponse:

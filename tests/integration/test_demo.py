@@ -20,7 +20,10 @@ def test_demo_runs_the_whole_flow_and_exits_zero() -> None:
                  "before consent every gateway refuses B",
                  "B, revoked, cannot get version 2",
                  "a flipped bit in the store is refused",
-                 "market balance = unaccrued escrow + credited balances",
+                 "market's ether = unsettled escrow + credited balances",
+                 "market's TUSD = unsettled escrow + credited balances",
+                 "listing 2 \"Clinic visits near the stations\": 2 TUSD per 1d",
+                 "B withdrew the unaccrued",
                  "An auditor replays the chain and the gateways' logs",
                  "audit clean: no violations",
                  "epoch 1 from a DKG",
@@ -29,3 +32,4 @@ def test_demo_runs_the_whole_flow_and_exits_zero() -> None:
                  "buyer C decrypts a version published in epoch 1 from epoch-2 shares"):
         assert step in out
     assert "publishVersion" in out and "consent" in out
+    assert "requestDebitWithPermit (needs consent)" in out  # the token feed, one transaction
