@@ -8,8 +8,7 @@ raise), events decoded only from this contract's address.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from eth_account.signers.local import LocalAccount
@@ -17,8 +16,6 @@ from eth_typing import BlockIdentifier, ChecksumAddress
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.contract.contract import ContractFunction
-from web3.types import TxReceipt
 
 from marketplace.chain.aggregate_types import (
     AggregateDebit,
@@ -39,8 +36,7 @@ from marketplace.chain.aggregate_types import (
 )
 from marketplace.chain.artifacts import ContractArtifact, load_artifact
 from marketplace.chain.errors import ChainUnavailable, TransactionFailed
-from marketplace.chain.events import ForeignLog
-from marketplace.chain.market import _send, _sent, translated_errors
+from marketplace.chain.market import ContractClient, _send, _sent
 from marketplace.chain.provider import endpoint_name
 from marketplace.chain.reverts import RevertDecoder
 from marketplace.chain.types import Sent, Wei
@@ -50,8 +46,10 @@ E = TypeVar("E", bound=AggregateEvent)
 ARTIFACT_NAME = "AggregateMarket"
 
 
-class AggregateClient:
+class AggregateClient(ContractClient[AggregateEvent]):
     """One deployed AggregateMarket: every transaction and view, typed."""
+
+    decoder: AggregateEventDecoder
 
     def __init__(
         self,
@@ -253,40 +251,6 @@ class AggregateClient:
         events = self.read_events(from_block, to_block, [AggregateRoundPosted],
                                   [debit_id.to_bytes(32, "big")])
         return [e for e in events if isinstance(e, AggregateRoundPosted)]
-
-    # ------------------------------------------------------------ plumbing
-
-    def _transact(self, sender: LocalAccount, fn: ContractFunction, value: int = 0) -> TxReceipt:
-        return _send(self.w3, sender, fn, value, self._reverts, self._tx_timeout)
-
-    def _call(self, fn: ContractFunction, block: BlockIdentifier = "latest") -> Any:
-        with self._translated():
-            return fn.call(block_identifier=block)
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        with translated_errors(self._reverts, self._endpoint):
-            yield
-
-    def decoded(self, receipt: TxReceipt) -> list[AggregateEvent]:
-        """This contract's events in a receipt (other contracts' logs skipped)."""
-        events = []
-        for log in receipt["logs"]:
-            try:
-                events.append(self.decoder.decode(log))
-            except ForeignLog:
-                continue
-        return events
-
-    def _only(self, receipt: TxReceipt, kind: type[E]) -> E:
-        found = [e for e in self.decoded(receipt) if isinstance(e, kind)]
-        if len(found) != 1:
-            raise TransactionFailed(
-                "0x" + bytes(receipt["transactionHash"]).hex(),
-                f"expected one {kind.__name__} event, found {len(found)}",
-            )
-        return found[0]
-
 
 def _revert_decoder(artifact: ContractArtifact) -> RevertDecoder:
     """Our errors plus the DataMarket's (its committee views' reverts bubble up)."""

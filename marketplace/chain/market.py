@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
@@ -64,7 +64,10 @@ from marketplace.chain.types import (
 from marketplace.committee import node_encryption_key
 from marketplace.eip712 import CommitteeResult, Eip712Domain, sign
 
-E = TypeVar("E", bound=MarketEvent)
+#: An event type of some contract, and one kind of it (`ContractClient._only`).
+EventT = TypeVar("EventT")
+EventT_co = TypeVar("EventT_co", covariant=True)
+E = TypeVar("E")
 
 #: Headroom over the node's gas estimate, so a state change between estimate and
 #: inclusion (another tx in the same block) does not run the transaction out of gas.
@@ -79,8 +82,57 @@ DEFAULT_CEREMONY_WINDOW = 86_400
 TRUSTED_DEALER_TRANSCRIPT = keccak(b"datadebit/trusted-dealer/v1")
 
 
-class MarketClient:
+class _LogDecoder(Protocol[EventT_co]):
+    def decode(self, log: Any) -> EventT_co: ...
+
+
+class ContractClient(Generic[EventT]):
+    """What every typed contract client here shares: sending (estimate, sign locally,
+    wait), calling, translating reverts and transport failures, and decoding its own logs
+    (`MarketClient`, `AggregateClient`)."""
+
+    w3: Web3
+    decoder: _LogDecoder[EventT]
+    _reverts: RevertDecoder
+    _tx_timeout: float
+    _endpoint: str
+
+    def _transact(self, sender: LocalAccount, fn: ContractFunction, value: int = 0) -> TxReceipt:
+        return _send(self.w3, sender, fn, value, self._reverts, self._tx_timeout)
+
+    def _call(self, fn: ContractFunction, block: BlockIdentifier = "latest") -> Any:
+        with self._translated():
+            return fn.call(block_identifier=block)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        with translated_errors(self._reverts, self._endpoint):
+            yield
+
+    def decoded(self, receipt: TxReceipt) -> list[EventT]:
+        """This contract's events in a receipt (other contracts' logs skipped)."""
+        events = []
+        for log in receipt["logs"]:
+            try:
+                events.append(self.decoder.decode(log))
+            except ForeignLog:
+                continue
+        return events
+
+    def _only(self, receipt: TxReceipt, kind: type[E]) -> E:
+        found = [e for e in self.decoded(receipt) if isinstance(e, kind)]
+        if len(found) != 1:
+            raise TransactionFailed(
+                "0x" + bytes(receipt["transactionHash"]).hex(),
+                f"expected one {kind.__name__} event, found {len(found)}",
+            )
+        return found[0]
+
+
+class MarketClient(ContractClient[MarketEvent]):
     """One deployed DataMarket: every transaction and view, typed."""
+
+    decoder: EventDecoder
 
     def __init__(
         self,
@@ -314,7 +366,7 @@ class MarketClient:
     def claim(self, owner: LocalAccount, debit_ids: Sequence[int]) -> Sent[Wei]:
         """Credit what accrued on `debit_ids`; the value is the total credited."""
         receipt = self._transact(owner, self.contract.functions.claim(list(debit_ids)))
-        total = sum(e.amount for e in self._decoded(receipt) if isinstance(e, EarningsClaimed))
+        total = sum(e.amount for e in self.decoded(receipt) if isinstance(e, EarningsClaimed))
         return _sent(Wei(total), receipt)
 
     def withdraw(self, account: LocalAccount, asset: str = ETHER) -> Sent[Wei]:
@@ -536,39 +588,6 @@ class MarketClient:
                 return Wei(self.w3.eth.get_balance(self.address, block))
             token = self.w3.eth.contract(address=to_checksum_address(asset), abi=ERC20_ABI)
             return Wei(token.functions.balanceOf(self.address).call(block_identifier=block))
-
-    # ------------------------------------------------------------ plumbing
-
-    def _transact(self, sender: LocalAccount, fn: ContractFunction, value: int = 0) -> TxReceipt:
-        return _send(self.w3, sender, fn, value, self._reverts, self._tx_timeout)
-
-    def _call(self, fn: ContractFunction, block: BlockIdentifier = "latest") -> Any:
-        with self._translated():
-            return fn.call(block_identifier=block)
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        with translated_errors(self._reverts, self._endpoint):
-            yield
-
-    def _decoded(self, receipt: TxReceipt) -> list[MarketEvent]:
-        events = []
-        for log in receipt["logs"]:
-            try:
-                events.append(self.decoder.decode(log))
-            except ForeignLog:
-                continue
-        return events
-
-    def _only(self, receipt: TxReceipt, kind: type[E]) -> E:
-        found = [e for e in self._decoded(receipt) if isinstance(e, kind)]
-        if len(found) != 1:
-            raise TransactionFailed(
-                "0x" + bytes(receipt["transactionHash"]).hex(),
-                f"expected one {kind.__name__} event, found {len(found)}",
-            )
-        return found[0]
-
 
 @contextmanager
 def translated_errors(reverts: RevertDecoder, endpoint: str) -> Iterator[None]:
