@@ -56,6 +56,9 @@ def test_error_table_is_the_documented_one() -> None:
         "unknown_version": 404, "not_entitled": 403, "invalid_capsule": 409,
         "invalid_buyer_key": 409, "chain_unavailable": 503, "state_unavailable": 503,
         "not_in_committee": 503,
+        # POST /v1/partials (aggregate debits, protocol §20)
+        "unknown_aggregate": 404, "not_ready": 409, "too_few_contributions": 409,
+        "aggregation_failed": 409,
     }
 
 
