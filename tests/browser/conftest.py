@@ -47,13 +47,13 @@ PROVIDER_JS = (Path(__file__).parent / "provider.js").read_text(encoding="utf-8"
 ACTION_TIMEOUT_MS = 30_000
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     with DevStack.start(tmp_path_factory.mktemp("web-devstack") / "state", web=True) as running:
         yield running
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `bash scripts/dev test` installs Debian's chromium")
