@@ -70,7 +70,7 @@ def _wait_indexed(stack: DevStack, listing: int, query: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def described(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> int:
     """A listing needing consent, described with a title, WORD and an owner key."""
     folder = tmp_path_factory.mktemp("described")
@@ -96,7 +96,7 @@ def described(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> int:
     return listing
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def bought(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Bought:
     data = random.Random(13).randbytes(FILE_SIZE)
     path = tmp_path_factory.mktemp("bought") / "data.bin"
