@@ -34,7 +34,12 @@ from marketplace.aggregate.errors import (
     OpenFailed,
 )
 from marketplace.aggregate.field import P
-from marketplace.aggregate.noise import NoisePlan, calibrate, sample_node_noise
+from marketplace.aggregate.noise import (
+    NoisePlan,
+    calibrate,
+    committee_noise_plan,
+    sample_node_noise,
+)
 from marketplace.aggregate.session import (
     Aggregation,
     DealtShares,
@@ -76,6 +81,7 @@ __all__ = [
     "Result",
     "calibrate",
     "combine",
+    "committee_noise_plan",
     "deal_round1",
     "decide",
     "decode",

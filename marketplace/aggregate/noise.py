@@ -99,6 +99,13 @@ def calibrate(query: Query, n: int, t: int, *, dealers: int | None = None) -> No
     )
 
 
+def committee_noise_plan(query: Query, n: int, t: int) -> NoisePlan:
+    """The plan every gateway and the buyer use: calibrated for n - 1 dealers (at least
+    t), so the guarantee holds when one node misses round 1; the buyer's sigma must be
+    exactly the gateways'."""
+    return calibrate(query, n, t, dealers=max(t, n - 1))
+
+
 def sample_node_noise(plan: NoisePlan, dimension: int) -> Vector:
     """One node's noise vector (signed integers): OpenDP's discrete Gaussian sampler
     applied to a zero vector. OpenDP draws its bits from a cryptographic generator."""

@@ -54,8 +54,8 @@ from marketplace.aggregate import (
     Partial,
     Query,
     Result,
-    calibrate,
     combine,
+    committee_noise_plan,
     decode,
     dimension,
     encode,
@@ -957,12 +957,12 @@ def aggregation_for(chain_id: int, aggregator: str, debit_id: int, query: Query,
                     epoch: CommitteeEpoch, contributions: Sequence[ContributionRecorded]
                     ) -> Aggregation:
     """The debit as every party derives it from the chain: candidates in chain order, the
-    committee of the request's epoch, the query's noise plan (calibrated for n - 1 dealers,
-    at least t, exactly as the gateways' `noise_plan`: the buyer's sigma must be theirs)."""
+    committee of the request's epoch, the query's noise plan (`committee_noise_plan`, the
+    gateways' own: the buyer's sigma must be theirs)."""
     n, t = len(epoch.nodes), epoch.threshold
     return Aggregation(
         chain_id=chain_id, aggregator=bytes.fromhex(aggregator[2:]), debit_id=debit_id,
         query=query, n=n, t=t,
         candidates=tuple(bytes.fromhex(c.owner[2:]) for c in contributions),
-        plan=calibrate(query, n, t, dealers=max(t, n - 1)),
+        plan=committee_noise_plan(query, n, t),
     )

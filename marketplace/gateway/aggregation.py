@@ -46,7 +46,7 @@ from marketplace.aggregate import (
     NodeOpening,
     NoisePlan,
     Partial,
-    calibrate,
+    committee_noise_plan,
     deal_round1,
     decide,
     decode_opening,
@@ -252,10 +252,8 @@ class SignedPartial:
     outcome: Outcome
 
 
-def noise_plan(query: Any, n: int, t: int) -> NoisePlan:
-    """The plan every node and the buyer use: calibrated for n - 1 dealers (at least t), so
-    the guarantee holds when one node misses round 1."""
-    return calibrate(query, n, t, dealers=max(t, n - 1))
+#: The gateways' plan (one rule, shared with the buyer): marketplace.aggregate.noise.
+noise_plan = committee_noise_plan
 
 
 def aggregation_seed(chain_id: int, aggregator: bytes, debit_id: int, block_hash: bytes) -> bytes:
