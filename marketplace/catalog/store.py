@@ -39,6 +39,7 @@ from marketplace.chain.watcher import (
     read_cursor,
     read_seen_blocks,
     rewind_cursor,
+    watcher_tables,
 )
 from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from storage.cid import Cid
@@ -68,16 +69,7 @@ _DEBIT_STATUS = {
 _PRICE_DIGITS = 78  # 2**256 has 78 decimal digits
 
 _COMMON_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS catalog_schema_version (
-        id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog_cursor (
-        id INTEGER PRIMARY KEY, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog_seen_blocks (
-        block_number BIGINT PRIMARY KEY, block_hash TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog_processed_logs (
-        chain_id BIGINT NOT NULL, block_hash TEXT NOT NULL, tx_hash TEXT NOT NULL,
-        log_index BIGINT NOT NULL, block_number BIGINT NOT NULL,
-        PRIMARY KEY (chain_id, block_hash, tx_hash, log_index))""",
+    *watcher_tables(_PREFIX),
     """CREATE INDEX IF NOT EXISTS catalog_processed_logs_by_block
         ON catalog_processed_logs (block_number)""",
     """CREATE TABLE IF NOT EXISTS catalog_listing_history (

@@ -71,8 +71,26 @@ class WatcherState(Protocol[RowT_contra]):
 SEEN_BLOCKS_KEPT = 256
 
 
-# The bookkeeping every `WatcherState` on the shared database layer keeps in the same three
+# The bookkeeping every `WatcherState` on the shared database layer keeps in the same
 # tables (`<prefix>cursor`, `<prefix>seen_blocks`; `prefix` is a constant of the store).
+
+
+def watcher_tables(prefix: str = "") -> tuple[str, ...]:
+    """The tables every store a watcher feeds keeps, named with its `prefix`: its layout
+    version, the cursor, the recent blocks' hashes (reorg detection) and the logs already
+    applied (each once)."""
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {prefix}schema_version (
+        id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}cursor (
+        id INTEGER PRIMARY KEY, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}seen_blocks (
+        block_number BIGINT PRIMARY KEY, block_hash TEXT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}processed_logs (
+        chain_id BIGINT NOT NULL, block_hash TEXT NOT NULL, tx_hash TEXT NOT NULL,
+        log_index BIGINT NOT NULL, block_number BIGINT NOT NULL,
+        PRIMARY KEY (chain_id, block_hash, tx_hash, log_index))""",
+    )
 
 
 def read_cursor(tx: Tx, prefix: str = "") -> Cursor | None:

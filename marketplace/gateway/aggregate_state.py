@@ -21,6 +21,7 @@ from marketplace.chain.watcher import (
     read_cursor,
     read_seen_blocks,
     rewind_cursor,
+    watcher_tables,
 )
 from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from marketplace.eip712 import PartialRequest
@@ -30,16 +31,7 @@ PREFIX = "agg_"
 SCHEMA_VERSION = 1
 
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS agg_schema_version (
-        id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS agg_cursor (
-        id INTEGER PRIMARY KEY, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS agg_seen_blocks (
-        block_number BIGINT PRIMARY KEY, block_hash TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS agg_processed_logs (
-        chain_id BIGINT NOT NULL, block_hash TEXT NOT NULL, tx_hash TEXT NOT NULL,
-        log_index BIGINT NOT NULL, block_number BIGINT NOT NULL,
-        PRIMARY KEY (chain_id, block_hash, tx_hash, log_index))""",
+    *watcher_tables(PREFIX),
     """CREATE TABLE IF NOT EXISTS agg_debits (
         debit_id BIGINT PRIMARY KEY, cohort_id BIGINT NOT NULL, buyer TEXT NOT NULL,
         epsilon BIGINT NOT NULL, deadline BIGINT NOT NULL, epoch BIGINT NOT NULL,

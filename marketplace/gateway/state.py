@@ -19,6 +19,7 @@ from marketplace.chain.watcher import (
     read_cursor,
     read_seen_blocks,
     rewind_cursor,
+    watcher_tables,
 )
 from marketplace.db import PostgresDatabase, SqliteDatabase, StateStoreError, Tx, first_time
 from marketplace.eip712 import KeyRequest
@@ -27,16 +28,7 @@ from marketplace.eip712 import KeyRequest
 SCHEMA_VERSION = 3
 
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS schema_version (
-        id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS cursor (
-        id INTEGER PRIMARY KEY, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS seen_blocks (
-        block_number BIGINT PRIMARY KEY, block_hash TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS processed_logs (
-        chain_id BIGINT NOT NULL, block_hash TEXT NOT NULL, tx_hash TEXT NOT NULL,
-        log_index BIGINT NOT NULL, block_number BIGINT NOT NULL,
-        PRIMARY KEY (chain_id, block_hash, tx_hash, log_index))""",
+    *watcher_tables(),
     """CREATE TABLE IF NOT EXISTS debits (
         debit_id BIGINT PRIMARY KEY, listing_id BIGINT NOT NULL, buyer TEXT NOT NULL,
         buyer_key TEXT NOT NULL, block_number BIGINT NOT NULL, block_hash TEXT NOT NULL)""",
