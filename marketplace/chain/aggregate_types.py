@@ -14,13 +14,11 @@ from enum import IntEnum
 from typing import Any, NewType, TypeAlias
 
 from eth_typing import ChecksumAddress
-from eth_utils.abi import event_abi_to_log_topic
 from eth_utils.address import to_checksum_address
 from web3 import Web3
-from web3._utils.events import get_event_data
 
 from marketplace.chain.errors import ContractRevert
-from marketplace.chain.events import ForeignLog, LogRef
+from marketplace.chain.events import ContractEventDecoder, LogRef
 from marketplace.chain.types import Wei
 
 CohortId = NewType("CohortId", int)
@@ -325,39 +323,8 @@ _BUILDERS: dict[str, tuple[AggregateEventType, Callable[[LogRef, _Args], Aggrega
 }
 
 
-class AggregateEventDecoder:
+class AggregateEventDecoder(ContractEventDecoder[AggregateEvent]):
     """Decodes the AggregateMarket's logs (and only its own) into typed events."""
 
     def __init__(self, w3: Web3, address: str, abi: Iterable[dict[str, Any]]) -> None:
-        self._w3 = w3
-        self.address = to_checksum_address(address)
-        self._by_topic: dict[bytes, tuple[dict[str, Any], Callable[..., AggregateEvent]]] = {}
-        self._topic_of: dict[AggregateEventType, bytes] = {}
-        for entry in abi:
-            if entry.get("type") == "event" and entry["name"] in _BUILDERS:
-                event_type, build = _BUILDERS[entry["name"]]
-                topic = event_abi_to_log_topic(entry)  # type: ignore[arg-type]
-                self._by_topic[topic] = (entry, build)
-                self._topic_of[event_type] = topic
-
-    def topics(self, kinds: Sequence[AggregateEventType] | None) -> list[str]:
-        """topic0 values (0x-hex) for the event kinds asked for (all when None)."""
-        chosen = kinds if kinds is not None else list(self._topic_of)
-        return ["0x" + self._topic_of[k].hex() for k in chosen]
-
-    def decode(self, log: Mapping[str, Any]) -> AggregateEvent:
-        address = str(log["address"])
-        if address.lower() != self.address.lower():
-            raise ForeignLog(address, "not the aggregate market contract")
-        topics = log["topics"]
-        if not topics or bytes(topics[0]) not in self._by_topic:
-            raise ForeignLog(address, "not an aggregate market event")
-        entry, build = self._by_topic[bytes(topics[0])]
-        data = get_event_data(self._w3.codec, entry, log)
-        ref = LogRef(
-            block_number=int(log["blockNumber"]),
-            block_hash="0x" + bytes(log["blockHash"]).hex(),
-            tx_hash="0x" + bytes(log["transactionHash"]).hex(),
-            log_index=int(log["logIndex"]),
-        )
-        return build(ref, data["args"])
+        super().__init__(w3, address, abi, _BUILDERS, "aggregate market")

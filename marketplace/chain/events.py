@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from eth_typing import ChecksumAddress
 from eth_utils.abi import event_abi_to_log_topic
@@ -312,35 +312,47 @@ class ForeignLog(ChainError):
         super().__init__(f"refused log from {address}: {reason}")
 
 
-class EventDecoder:
-    """Decodes the market's logs (and only the market's) into typed events."""
+_Event = TypeVar("_Event")
 
-    def __init__(self, w3: Web3, market: ChecksumAddress, abi: Iterable[dict[str, Any]]) -> None:
+
+class ContractEventDecoder(Generic[_Event]):
+    """Decodes one contract's logs (and only its own) into typed events, by a table of
+    builders keyed by event name (`what` names the contract in refusals)."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        abi: Iterable[dict[str, Any]],
+        builders: Mapping[str, tuple[type[_Event], Callable[[LogRef, Any], _Event]]],
+        what: str,
+    ) -> None:
         self._w3 = w3
-        self.market = to_checksum_address(market)
-        self._by_topic: dict[bytes, tuple[dict[str, Any], EventType, Callable[..., MarketEvent]]]
-        self._by_topic = {}
-        self._topic_of: dict[EventType, bytes] = {}
+        self.address = to_checksum_address(address)
+        self._what = what
+        self._by_topic: dict[bytes, tuple[dict[str, Any], Callable[[LogRef, Any], _Event]]] = {}
+        self._topic_of: dict[type[_Event], bytes] = {}
         for entry in abi:
-            if entry.get("type") == "event" and entry["name"] in _BUILDERS:
-                event_type, build = _BUILDERS[entry["name"]]
+            if entry.get("type") == "event" and entry["name"] in builders:
+                event_type, build = builders[entry["name"]]
                 topic = event_abi_to_log_topic(entry)  # type: ignore[arg-type]
-                self._by_topic[topic] = (entry, event_type, build)
+                self._by_topic[topic] = (entry, build)
                 self._topic_of[event_type] = topic
 
-    def topics(self, kinds: Sequence[EventType] | None) -> list[str]:
+    def topics(self, kinds: Sequence[type[_Event]] | None) -> list[str]:
         """topic0 values (0x-hex) for the event kinds asked for (all when None)."""
         chosen = kinds if kinds is not None else list(self._topic_of)
         return ["0x" + self._topic_of[k].hex() for k in chosen]
 
-    def decode(self, log: Mapping[str, Any]) -> MarketEvent:
+    def decode(self, log: Mapping[str, Any]) -> _Event:
         address = str(log["address"])
-        if address.lower() != self.market.lower():
-            raise ForeignLog(address, "not the market contract")
+        if address.lower() != self.address.lower():
+            raise ForeignLog(address, f"not the {self._what} contract")
         topics = log["topics"]
         if not topics or bytes(topics[0]) not in self._by_topic:
-            raise ForeignLog(address, "not a market event")
-        entry, _, build = self._by_topic[bytes(topics[0])]
+            raise ForeignLog(address, f"not {'an' if self._what[0] in 'aeiou' else 'a'} "
+                                      f"{self._what} event")
+        entry, build = self._by_topic[bytes(topics[0])]
         data = get_event_data(self._w3.codec, entry, log)
         ref = LogRef(
             block_number=int(log["blockNumber"]),
@@ -349,6 +361,17 @@ class EventDecoder:
             log_index=int(log["logIndex"]),
         )
         return build(ref, data["args"])
+
+
+class EventDecoder(ContractEventDecoder[MarketEvent]):
+    """Decodes the market's logs (and only the market's) into typed events."""
+
+    def __init__(self, w3: Web3, market: ChecksumAddress, abi: Iterable[dict[str, Any]]) -> None:
+        super().__init__(w3, market, abi, _BUILDERS, "market")
+
+    @property
+    def market(self) -> ChecksumAddress:
+        return self.address
 
 
 class EventReader:
